@@ -1,0 +1,319 @@
+"""The ``inkdigits`` command. Each subcommand parses its flags and calls the Python API.
+
+Exit codes: 0 ok; 1 no digit found, or a check failed; 2 bad input or usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .errors import InkdigitsError, NoDigitError
+from .images import DEFAULT_MAX_PIXELS
+
+EXIT_OK, EXIT_NOT_FOUND, EXIT_BAD_INPUT = 0, 1, 2
+
+DESCRIPTION = """\
+Read handwritten digits from images, and train, evaluate and export the models that do it.
+
+common tasks:
+  inkdigits predict examples/*.png          read one digit per image with the bundled model
+  inkdigits predict photo.jpg --save-plot p.png   ...and draw what the model saw
+  inkdigits data                            where MNIST is and whether it verifies
+  inkdigits train --model mlp --out runs/mlp      the classic 3-epoch baseline
+  inkdigits evaluate runs/mlp               accuracy, per-class scores, confusion matrix
+"""
+
+
+def _add_data_dir(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        help="folder with the MNIST IDX files (.gz or raw); default: $INKDIGITS_DATA, then "
+        "~/.cache/inkdigits/mnist, else download",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="inkdigits", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--version", action="version", version=f"inkdigits {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    predict = commands.add_parser(
+        "predict",
+        help="read one handwritten digit from each image",
+        description="Read one handwritten digit from each image (PNG, JPEG, BMP, TIFF, WebP). "
+        "Dark ink on paper and light ink on a dark board both work; the digit is found, "
+        "cropped and framed like MNIST before the model sees it. Exit code 0 when every image "
+        "was read, 1 when some held no digit, 2 when some could not be read.",
+    )
+    predict.add_argument("images", nargs="+", metavar="IMAGE", help="image files to read")
+    predict.add_argument("--model", metavar="PATH", help="ONNX model or training run folder (default: bundled)")
+    predict.add_argument("--top", type=int, default=1, metavar="K", help="also show the K most likely digits")
+    predict.add_argument("--json", action="store_true", help="print JSON Lines, one object per image, in order")
+    predict.add_argument(
+        "--save-plot",
+        metavar="PATH",
+        help="save a PNG of the input, every preprocessing stage, the 28x28 the model saw and the "
+        "probabilities (with several images: PATH-STEM.png for each)",
+    )
+    predict.add_argument("--show", action="store_true", help="open that picture in a window, where there is a display")
+    predict.add_argument(
+        "--max-pixels",
+        type=int,
+        default=DEFAULT_MAX_PIXELS,
+        metavar="N",
+        help=f"refuse images larger than N pixels before decoding them (default {DEFAULT_MAX_PIXELS:,})",
+    )
+    predict.set_defaults(handler=cmd_predict)
+
+    data = commands.add_parser(
+        "data",
+        help="show where the MNIST files are and whether they verify",
+        description="Show where each MNIST file is found and whether its decompressed sha256 matches "
+        "the canonical digest. --download fetches missing files into the cache. Exit code 1 when "
+        "a file is missing or fails its check.",
+    )
+    _add_data_dir(data)
+    data.add_argument("--download", action="store_true", help="download missing files into the cache")
+    data.add_argument("--json", action="store_true", help="print the status as JSON")
+    data.set_defaults(handler=cmd_data)
+
+    train = commands.add_parser(
+        "train",
+        help="train a model on MNIST (needs the 'train' extra)",
+        description="Train a registered architecture on MNIST. The run folder gets a checkpoint "
+        "(model.safetensors + model.json, written every epoch), model.onnx, history.json and "
+        "curves.png. The last --val training images are held out for validation; the test "
+        "set is scored once, at the end.",
+    )
+    train.add_argument("--model", default="mlp", help="architecture: mlp (the classic baseline) or cnn")
+    train.add_argument("--epochs", type=int, help="epochs (default: the model's recipe; mlp: 3)")
+    train.add_argument("--batch-size", type=int, help="batch size (mlp: 32)")
+    train.add_argument("--lr", type=float, help="learning rate (mlp: 0.001, Adam)")
+    train.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    train.add_argument("--val", type=int, default=5000, help="validation images held out (default 5000; 0: none)")
+    train.add_argument(
+        "--normalization",
+        choices=["scale01", "keras"],
+        default="scale01",
+        help="scale01: pixels / 255; keras: keras.utils.normalize(x, axis=1), L2 along image columns",
+    )
+    augment = train.add_mutually_exclusive_group()
+    augment.add_argument(
+        "--augment", dest="augment", action="store_true", default=None, help="random affine augmentation"
+    )
+    augment.add_argument("--no-augment", dest="augment", action="store_false", help="no augmentation")
+    train.add_argument("--limit", type=int, help="train on the first N training images only (quick checks)")
+    train.add_argument("--threads", type=int, help="torch threads (default: physical cores)")
+    train.add_argument("--out", metavar="DIR", help="run folder (default runs/MODEL)")
+    train.add_argument("--json", action="store_true", help="print the run's metadata as JSON at the end")
+    _add_data_dir(train)
+    train.set_defaults(handler=cmd_train)
+
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="score a model on the MNIST test set",
+        description="Score an ONNX model or run folder (default: the bundled model) on the 10,000 "
+        "MNIST test images: accuracy, loss, per-class precision / recall / F1 and the confusion "
+        "matrix; writes report.json, confusion.png and errors.png (the most confident mistakes).",
+    )
+    evaluate.add_argument("model", nargs="?", metavar="MODEL", help="ONNX file or run folder (default: bundled)")
+    evaluate.add_argument(
+        "--out", metavar="DIR", help="where to write the report and PNGs (default MODEL/eval or ./eval)"
+    )
+    evaluate.add_argument("--no-plots", action="store_true", help="skip the PNGs")
+    evaluate.add_argument("--json", action="store_true", help="print the report as JSON")
+    _add_data_dir(evaluate)
+    evaluate.set_defaults(handler=cmd_evaluate)
+
+    export = commands.add_parser(
+        "export",
+        help="export a training run to a standalone ONNX model and model card",
+        description="Rebuild the network from RUN's checkpoint and write OUT (ONNX, probabilities out) "
+        "and OUT with .card.json (the model card: recipe, data digests, metrics, versions).",
+    )
+    export.add_argument("run", metavar="RUN", help="training run folder")
+    export.add_argument("--out", required=True, metavar="PATH", help="ONNX file to write")
+    export.add_argument("--reproduce", metavar="COMMAND", help="the command that reproduces the model, for the card")
+    export.set_defaults(handler=cmd_export)
+    return parser
+
+
+def _fail(message: str) -> None:
+    print(f"inkdigits: {message}", file=sys.stderr)
+
+
+def _plot_path(base: str, image: str, several: bool) -> Path:
+    path = Path(base)
+    if not several:
+        return path
+    return path.with_name(f"{path.stem}-{Path(image).stem}{path.suffix or '.png'}")
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .recognize import Recognizer
+
+    recognizer = Recognizer.load(args.model, max_pixels=args.max_pixels)
+    want_plot = bool(args.save_plot or args.show)
+    results = recognizer.predict_batch(args.images, return_errors=True, keep_stages=want_plot)
+    code = EXIT_OK
+    for name, result in zip(args.images, results, strict=True):
+        if isinstance(result, InkdigitsError):
+            code = max(code, result.exit_code)
+            if args.json:
+                print(json.dumps({"file": name, "error": str(result)}))
+            else:
+                _fail(f"{name}: {result}")
+            continue
+        if args.json:
+            print(json.dumps({"file": name, **result.to_dict()}))
+        else:
+            line = f"{name}: {result.digit} ({result.confidence:.1%})"
+            if args.top > 1:
+                line += "  [" + ", ".join(f"{d}: {p:.3f}" for d, p in result.top(args.top)) + "]"
+            print(line)
+        if want_plot:
+            _save_and_show(result, args, name)
+    return code
+
+
+def _save_and_show(result: Any, args: argparse.Namespace, name: str) -> None:
+    import tempfile
+
+    from .plots import plot_prediction, show
+
+    target = (
+        _plot_path(args.save_plot, name, len(args.images) > 1)
+        if args.save_plot
+        else Path(tempfile.mkstemp(suffix=".png")[1])
+    )
+    plot_prediction(result, target, top=max(3, args.top))
+    if args.show and not show(target):
+        _fail(f"no display to show the plot on; it is saved at {target}")
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    from . import data
+
+    if args.download:
+        for key in data.MNIST_FILES:
+            if data.locate(key, args.data_dir) is None:
+                data.download(key)
+    rows = data.status(args.data_dir)
+    if args.json:
+        print(
+            json.dumps(
+                [
+                    {"file": r.name, "path": str(r.path) if r.path else None, "ok": r.ok, "problem": r.problem}
+                    for r in rows
+                ],
+                indent=2,
+            )
+        )
+    else:
+        print("looked in: " + ", ".join(str(d) for d in data.search_dirs(args.data_dir)))
+        for row in rows:
+            state = "ok (sha256 verified)" if row.ok else f"PROBLEM: {row.problem}"
+            print(f"{row.name:<24} {row.path or '-'}\n{'':<24} {state}")
+        if not all(r.ok for r in rows):
+            print(f"\nMissing files are downloaded on first use, or now with --download; offline: {data.OFFLINE_HINT}.")
+    return EXIT_OK if all(r.ok for r in rows) else EXIT_NOT_FOUND
+
+
+def _need_torch() -> None:
+    try:
+        import safetensors  # noqa: F401
+        import torch  # noqa: F401
+    except ImportError as exc:
+        raise InkdigitsError(
+            "Training needs the 'train' extra: pip install 'inkdigits[train]' (it brings torch)."
+        ) from exc
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    _need_torch()
+    from .data import load_mnist
+    from .models import MODELS
+    from .train import TrainConfig, train
+
+    if args.model not in MODELS:
+        raise InkdigitsError(f"Unknown model {args.model!r}; choose from {', '.join(MODELS)}.")
+    config = TrainConfig(
+        model=args.model,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+        val=args.val,
+        normalization=args.normalization,
+        augment=args.augment,
+        limit=args.limit,
+        threads=args.threads,
+    )
+    mnist = load_mnist(args.data_dir, progress=not args.json)
+    out = args.out or f"runs/{args.model}"
+    result = train(config, mnist, out, progress=not args.json)
+    test = result.meta["metrics"]["test"]
+    if args.json:
+        print(json.dumps(result.meta, indent=2))
+    else:
+        print(
+            f"test accuracy {test['accuracy'] * 100:.2f}%  loss {test['loss']:.4f}  "
+            f"({result.meta['training_seconds']:.1f} s of training)\nrun folder: {result.folder}"
+        )
+    return EXIT_OK
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .evaluate import evaluate
+
+    out = args.out
+    if out is None:
+        out = Path(args.model) / "eval" if args.model and Path(args.model).is_dir() else Path("eval")
+    report = evaluate(args.model, args.data_dir, out, plots=not args.no_plots, progress=not args.json)
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        print(report.text())
+        print("\nwrote: " + ", ".join(report.files.values()))
+    return EXIT_OK
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    _need_torch()
+    from .export import write_bundle
+
+    onnx_path, card_path = write_bundle(args.run, args.out, args.reproduce)
+    print(f"wrote {onnx_path} and {card_path}")
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return EXIT_BAD_INPUT
+    try:
+        return args.handler(args)
+    except NoDigitError as exc:
+        _fail(str(exc))
+        return EXIT_NOT_FOUND
+    except InkdigitsError as exc:
+        _fail(str(exc))
+        return exc.exit_code
+    except KeyboardInterrupt:
+        _fail("interrupted.")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

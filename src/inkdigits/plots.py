@@ -139,5 +139,7 @@ def plot_prediction(prediction: Any, path: str | os.PathLike[str], top: int = 3)
     bars.bar(range(10), prediction.probabilities, color=colors)
     bars.set(xticks=range(10), ylim=(0, 1), title="probabilities")
     best = ", ".join(f"{d}: {p:.2f}" for d, p in prediction.top(top))
-    figure.suptitle(f"{prediction.source}: {prediction.digit} ({prediction.confidence:.1%})   [{best}]", fontsize=10)
+    figure.suptitle(
+        f"{prediction.source}: {prediction.digit} ({prediction.confidence:.1%})   [{best}]", fontsize=10, y=1.04
+    )
     return _save(figure, Path(path))

@@ -72,11 +72,37 @@ def limit_size(gray: np.ndarray, side: int = WORKING_SIDE) -> tuple[np.ndarray, 
 def ink_polarity(gray: np.ndarray) -> bool:
     """True when the ink is darker than the background (paper), False for a dark board.
 
-    The background is most of the picture, so the median sits on the background's side of
-    the midpoint between the darkest and brightest values.
+    The background is most of the picture, so the median is a background value; the ink is
+    whichever extreme lies farther from it. A light blur first keeps a single hot pixel from
+    deciding, while a one-pixel pen line still counts.
     """
-    low, high = np.percentile(gray, [1, 99])
-    return float(np.median(gray)) > (low + high) / 2
+    blurred = cv2.GaussianBlur(gray, (3, 3), 0)
+    background = float(np.median(blurred))
+    return background - float(blurred.min()) > float(blurred.max()) - background
+
+
+def remove_ruled_lines(ink: np.ndarray) -> np.ndarray:
+    """Erase straight lines that run across most of the image: ruled or grid paper.
+
+    A line counts when it is thin (a few percent of the image) and spans at least 3/4 of the
+    image's width (or height); the thickness test keeps a tightly cropped digit's bar.
+    """
+    mask = (ink > 0.3).astype(np.uint8)
+    height, width = mask.shape
+    lines = np.zeros_like(mask)
+    for length, kernel_shape in ((width, (max(3, width // 4), 1)), (height, (1, max(3, height // 4)))):
+        run = cv2.morphologyEx(mask, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, kernel_shape))
+        count, labels, stats, _ = cv2.connectedComponentsWithStats(run, connectivity=8)
+        horizontal = kernel_shape[0] > 1
+        for index in range(1, count):
+            span = stats[index, cv2.CC_STAT_WIDTH if horizontal else cv2.CC_STAT_HEIGHT]
+            thickness = stats[index, cv2.CC_STAT_HEIGHT if horizontal else cv2.CC_STAT_WIDTH]
+            if span >= 0.75 * length and thickness <= max(3, 0.03 * (height if horizontal else width)):
+                lines[labels == index] = 1
+    if not lines.any():
+        return ink
+    lines = cv2.dilate(lines, np.ones((3, 3), np.uint8))
+    return ink * (1 - lines)
 
 
 def ink_intensity(gray: np.ndarray, dark_ink: bool) -> np.ndarray:
@@ -176,6 +202,7 @@ def to_mnist(pixels: np.ndarray, keep_stages: bool = False) -> Preprocessed:
     if keep_stages:
         stages["grayscale"] = gray
         stages["ink (background removed)"] = ink
+    ink = remove_ruled_lines(ink)
     ink = remove_specks(ink)
     x, y, w, h = ink_box(ink)
     crop = ink[y : y + h, x : x + w]

@@ -128,7 +128,14 @@ def pil_to_array(image: Image.Image) -> np.ndarray:
         rgba = np.asarray(image.convert("RGBA"), dtype=np.float32) / 255.0
         flat = _composite(rgba[..., :3], rgba[..., 3])
         return flat.mean(axis=2) if image.mode in ("LA", "La") else flat
-    return np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+    return _gray_if_neutral(np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0)
+
+
+def _gray_if_neutral(rgb: np.ndarray) -> np.ndarray:
+    """Some codecs (WebP) always decode to RGB; a picture with equal channels is grayscale."""
+    if np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 1], rgb[..., 2]):
+        return rgb[..., 0].copy()
+    return rgb
 
 
 def array_to_float(array: np.ndarray, name: str = "array") -> np.ndarray:

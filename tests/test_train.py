@@ -1,0 +1,121 @@
+"""Training the classic baseline for real on MNIST, its checkpoint, and its ONNX export."""
+
+from __future__ import annotations
+
+import json
+import struct
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import run_cli
+from inkdigits.checkpoint import load_checkpoint
+from inkdigits.data import MNIST_FILES
+from inkdigits.export import torch_probabilities
+from inkdigits.fsutil import write_json_atomic
+from inkdigits.models import InputNorm
+from inkdigits.recognize import OnnxModel
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def mlp_run(tmp_path_factory, mnist_dir):
+    out = tmp_path_factory.mktemp("runs") / "mlp"
+    result = run_cli("train", "--model", "mlp", "--seed", "0", "--out", str(out), "--data-dir", str(mnist_dir))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out, result
+
+
+def test_classic_recipe_trains_to_the_tutorial_accuracy(mlp_run):
+    out, result = mlp_run
+    meta = json.loads((out / "model.json").read_text())
+    assert meta["architecture"] == "mlp" and meta["normalization"] == "scale01"
+    recipe = meta["recipe"]
+    assert (recipe["epochs"], recipe["batch_size"], recipe["lr"], recipe["optimizer"]) == (3, 32, 0.001, "adam")
+    assert meta["data"]["mnist_sha256"] == {s.name: s.sha256 for s in MNIST_FILES.values()}
+    assert meta["data"]["train_images"] == 55000 and meta["data"]["val_images"] == 5000
+    assert {"torch", "numpy", "python", "inkdigits"} <= set(meta["versions"])
+    assert meta["metrics"]["test"]["accuracy"] >= 0.965
+    assert [row["epoch"] for row in meta["history"]] == [1, 2, 3]
+    assert all("val_accuracy" in row for row in meta["history"])
+    assert "test accuracy" in result.stdout
+
+
+def test_run_folder_holds_history_curves_checkpoint_and_onnx(mlp_run):
+    out, _ = mlp_run
+    history = json.loads((out / "history.json").read_text())
+    assert len(history) == 3 and history[-1]["loss"] < history[0]["loss"]
+    with Image.open(out / "curves.png") as curves:
+        assert curves.format == "PNG"
+    # safetensors: an 8-byte little-endian header length, then a JSON header; no pickle.
+    raw = (out / "model.safetensors").read_bytes()
+    (length,) = struct.unpack("<Q", raw[:8])
+    assert json.loads(raw[8 : 8 + length])
+    assert not list(out.glob("*.tmp")) and not list(out.glob(".*"))
+
+
+def test_onnx_probabilities_match_torch_over_the_test_set(mlp_run, mnist):
+    out, _ = mlp_run
+    model, meta, _ = load_checkpoint(out)
+    expected = torch_probabilities(model, mnist.test_images)
+    got = OnnxModel.load(out / "model.onnx").probabilities_uint8(mnist.test_images)
+    assert np.abs(got - expected).max() < 1e-4
+    assert (got.argmax(1) == mnist.test_labels).mean() == pytest.approx(meta["metrics"]["test"]["accuracy"])
+
+
+def test_keras_normalization_matches_keras_utils_normalize():
+    images = np.random.default_rng(0).integers(0, 256, (4, 28, 28)).astype(np.float32)
+    images[0, :, 3] = 0  # an all-zero column, which keras leaves at zero
+    # keras.utils.normalize(x, axis=1, order=2), written out
+    norms = np.atleast_1d(np.linalg.norm(images, 2, axis=1))
+    norms[norms == 0] = 1
+    keras = images / np.expand_dims(norms, 1)
+    ours = InputNorm("keras")(torch.from_numpy(images / 255.0).unsqueeze(1)).squeeze(1).numpy()
+    assert np.allclose(ours, keras, atol=1e-6)
+
+
+def test_keras_normalization_is_recorded_and_exported(tmp_path, mnist_dir, mnist):
+    out = tmp_path / "keras"
+    result = run_cli(
+        "train",
+        "--model",
+        "mlp",
+        "--normalization",
+        "keras",
+        "--epochs",
+        "1",
+        "--limit",
+        "8000",
+        "--val",
+        "0",
+        "--out",
+        str(out),
+        "--data-dir",
+        str(mnist_dir),
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    model, meta, _ = load_checkpoint(out)
+    assert meta["normalization"] == "keras" and "val" not in meta["metrics"]
+    onnx_model = OnnxModel.load(out)
+    assert onnx_model.card["normalization"] == "keras"
+    got = onnx_model.probabilities_uint8(mnist.test_images[:2000])
+    assert np.abs(got - torch_probabilities(model, mnist.test_images[:2000])).max() < 1e-4
+    assert (got.argmax(1) == mnist.test_labels[:2000]).mean() > 0.85
+
+
+def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
+    from inkdigits.fsutil import atomic_write
+
+    target = write_json_atomic(tmp_path / "meta.json", {"version": 1})
+
+    def broken(tmp):
+        tmp.write_text('{"version": 2, "trunc')
+        raise OSError("disk full")
+
+    with pytest.raises(OSError):
+        atomic_write(target, broken)
+    assert json.loads(target.read_text()) == {"version": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["meta.json"]

@@ -12,7 +12,15 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .errors import BadImageError, DataError, ImageTooLargeError, InkdigitsError, ModelError, NoDigitError
+from .errors import (
+    BadImageError,
+    DataError,
+    ImageTooLargeError,
+    InkdigitsError,
+    ModelError,
+    NoDigitError,
+    NotAnImageError,
+)
 from .evaluate import EvaluationReport, evaluate
 from .recognize import Prediction, Recognizer, bundled_model_path
 
@@ -24,6 +32,7 @@ __all__ = [
     "InkdigitsError",
     "ModelError",
     "NoDigitError",
+    "NotAnImageError",
     "Prediction",
     "Recognizer",
     "__version__",

@@ -112,7 +112,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--augment", dest="augment", action="store_true", default=None, help="random affine augmentation"
     )
     augment.add_argument("--no-augment", dest="augment", action="store_false", help="no augmentation")
+    train.add_argument("--ema", type=float, metavar="DECAY", help="average the weights with this decay (0: off)")
+    train.add_argument(
+        "--precision",
+        choices=["auto", "fp32", "bf16"],
+        default="auto",
+        help="auto: bf16 autocast for conv models where the CPU has bf16 units, else fp32",
+    )
     train.add_argument("--limit", type=int, help="train on the first N training images only (quick checks)")
+    train.add_argument(
+        "--resume",
+        metavar="RUN",
+        help="continue RUN from its last checkpoint with its own settings (other model flags are ignored)",
+    )
     train.add_argument("--threads", type=int, help="torch threads (default: physical cores)")
     train.add_argument("--out", metavar="DIR", help="run folder (default runs/MODEL)")
     train.add_argument("--json", action="store_true", help="print the run's metadata as JSON at the end")
@@ -130,6 +142,13 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--out", metavar="DIR", help="where to write the report and PNGs (default MODEL/eval or ./eval)"
     )
+    evaluate.add_argument(
+        "--dataset",
+        metavar="PATH",
+        help="evaluate on another labelled set instead of MNIST test: a folder with labels.csv "
+        "(file,label), a folder with 0/ ... 9/ sub-folders, a folder with IDX files, or an .npz with "
+        "'images' and 'labels' (white-on-black or dark-on-light, detected); photos are preprocessed",
+    )
     evaluate.add_argument("--no-plots", action="store_true", help="skip the PNGs")
     evaluate.add_argument("--json", action="store_true", help="print the report as JSON")
     _add_data_dir(evaluate)
@@ -145,6 +164,42 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--out", required=True, metavar="PATH", help="ONNX file to write")
     export.add_argument("--reproduce", metavar="COMMAND", help="the command that reproduces the model, for the card")
     export.set_defaults(handler=cmd_export)
+
+    ensemble = commands.add_parser(
+        "ensemble",
+        help="combine training runs into one ONNX model that averages their probabilities",
+        description="Write OUT/model.onnx, whose output is the mean of the runs' probabilities "
+        "(with --tta, each member also averages over 1-pixel shifts of the image), and "
+        "OUT/model.card.json naming the members. The ensemble is scored once on the MNIST test "
+        "set; evaluate and predict take OUT like any model.",
+    )
+    ensemble.add_argument("runs", nargs="+", metavar="RUN", help="training run folders")
+    ensemble.add_argument("--out", required=True, metavar="DIR", help="folder to write")
+    ensemble.add_argument("--tta", action="store_true", help="test-time augmentation: 1-pixel shifts")
+    _add_data_dir(ensemble)
+    ensemble.set_defaults(handler=cmd_ensemble)
+
+    serve = commands.add_parser(
+        "serve",
+        help="serve the drawing page and the REST API (needs the 'serve' extra)",
+        description="Serve a page to draw or photograph digits, and a REST API: POST /api/predict "
+        "(an image as multipart form data or a raw body; the same JSON as predict --json), "
+        "GET /api/health, GET /api/model, OpenAPI docs at /docs. The model is loaded and warmed "
+        "up before the port opens; SIGTERM or Ctrl+C shut down gracefully.",
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    serve.add_argument("--model", metavar="PATH", help="ONNX model or run folder (default: bundled)")
+    serve.add_argument("--max-upload-mb", type=float, default=10, help="largest request body, MB (default 10)")
+    serve.add_argument(
+        "--max-pixels",
+        type=int,
+        default=DEFAULT_MAX_PIXELS,
+        help=f"largest decoded image, pixels (default {DEFAULT_MAX_PIXELS:,})",
+    )
+    serve.add_argument("--timeout", type=float, default=10, help="seconds allowed per request (default 10)")
+    serve.add_argument("--workers", type=int, help="recognition threads (default: the CPU count)")
+    serve.set_defaults(handler=cmd_serve)
     return parser
 
 
@@ -243,25 +298,31 @@ def cmd_train(args: argparse.Namespace) -> int:
     _need_torch()
     from .data import load_mnist
     from .models import MODELS
-    from .train import TrainConfig, train
+    from .train import TrainConfig, resume, train
 
     if args.model not in MODELS:
         raise InkdigitsError(f"Unknown model {args.model!r}; choose from {', '.join(MODELS)}.")
-    config = TrainConfig(
-        model=args.model,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        seed=args.seed,
-        val=args.val,
-        normalization=args.normalization,
-        augment=args.augment,
-        limit=args.limit,
-        threads=args.threads,
-    )
     mnist = load_mnist(args.data_dir, progress=not args.json)
-    out = args.out or f"runs/{args.model}"
-    result = train(config, mnist, out, progress=not args.json)
+    if args.resume:
+        result = resume(args.resume, mnist, progress=not args.json)
+    else:
+        config = TrainConfig(
+            model=args.model,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            seed=args.seed,
+            val=args.val,
+            normalization=args.normalization,
+            augment=args.augment,
+            ema=args.ema,
+            precision=args.precision,
+            limit=args.limit,
+            threads=args.threads,
+        )
+        result = train(config, mnist, args.out or f"runs/{args.model}", progress=not args.json)
+    if "metrics" not in result.meta:
+        return EXIT_OK  # a distributed worker other than rank 0: rank 0 reports
     test = result.meta["metrics"]["test"]
     if args.json:
         print(json.dumps(result.meta, indent=2))
@@ -279,7 +340,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     out = args.out
     if out is None:
         out = Path(args.model) / "eval" if args.model and Path(args.model).is_dir() else Path("eval")
-    report = evaluate(args.model, args.data_dir, out, plots=not args.no_plots, progress=not args.json)
+    if args.dataset:
+        from .evaluate import evaluate_dataset
+
+        report = evaluate_dataset(args.dataset, args.model, out, plots=not args.no_plots, progress=not args.json)
+    else:
+        report = evaluate(args.model, args.data_dir, out, plots=not args.no_plots, progress=not args.json)
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
     else:
@@ -294,6 +360,33 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     onnx_path, card_path = write_bundle(args.run, args.out, args.reproduce)
     print(f"wrote {onnx_path} and {card_path}")
+    return EXIT_OK
+
+
+def cmd_ensemble(args: argparse.Namespace) -> int:
+    _need_torch()
+    from .data import load_mnist
+    from .export import export_ensemble
+
+    mnist = load_mnist(args.data_dir)
+    path, card = export_ensemble(args.runs, args.out, mnist.test_images, mnist.test_labels, tta=args.tta)
+    for member in card["members"]:
+        print(f"member {member['run']}: test accuracy {member['metrics']['test']['accuracy'] * 100:.2f}%")
+    print(f"ensemble of {len(card['members'])}: test accuracy {card['metrics']['test']['accuracy'] * 100:.2f}%")
+    print(f"wrote {path}")
+    return EXIT_OK
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .web import Limits, serve
+
+    limits = Limits(
+        max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
+        max_pixels=args.max_pixels,
+        timeout_seconds=args.timeout,
+        workers=args.workers or max(1, os.cpu_count() or 1),
+    )
+    serve(args.host, args.port, args.model, limits)
     return EXIT_OK
 
 

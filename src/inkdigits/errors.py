@@ -17,6 +17,10 @@ class BadImageError(InkdigitsError):
     """The input cannot be read as an image (missing, not an image, truncated, too large)."""
 
 
+class NotAnImageError(BadImageError):
+    """The input is empty or in no image format we read (as opposed to a damaged image)."""
+
+
 class ImageTooLargeError(BadImageError):
     """The image's header declares more pixels than we are willing to decode."""
 

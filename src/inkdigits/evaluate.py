@@ -26,22 +26,32 @@ def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, classes: int = 1
     return matrix
 
 
-def classification_metrics(probabilities: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
-    """Accuracy, cross-entropy loss, per-class precision / recall / F1 and the confusion matrix."""
+def classification_metrics(
+    probabilities: np.ndarray, labels: np.ndarray, unread: np.ndarray | None = None
+) -> dict[str, Any]:
+    """Accuracy, cross-entropy loss, per-class precision / recall / F1 and the confusion matrix.
+
+    ``unread`` marks inputs that gave no prediction (bad file, no digit found): they count as
+    errors and in each class's support, but in no cell of the confusion matrix and not in the
+    loss.
+    """
     labels = labels.astype(np.int64)
-    predicted = probabilities.argmax(axis=1)
-    matrix = confusion_matrix(labels, predicted)
+    unread = np.zeros(len(labels), bool) if unread is None else unread
+    predicted = np.where(unread, -1, probabilities.argmax(axis=1))
+    read = ~unread
+    matrix = confusion_matrix(labels[read], predicted[read])
     true_positive = np.diag(matrix).astype(np.float64)
     predicted_count = matrix.sum(axis=0)
-    support = matrix.sum(axis=1)
+    support = np.bincount(labels, minlength=10)
     precision = np.divide(true_positive, predicted_count, out=np.zeros(10), where=predicted_count > 0)
     recall = np.divide(true_positive, support, out=np.zeros(10), where=support > 0)
     denominator = precision + recall
     f1 = np.divide(2 * precision * recall, denominator, out=np.zeros(10), where=denominator > 0)
-    picked = probabilities[np.arange(len(labels)), labels]
-    loss = float(-np.log(np.clip(picked, 1e-12, 1.0)).mean()) if len(labels) else 0.0
+    picked = probabilities[np.arange(len(labels)), labels][read]
+    loss = float(-np.log(np.clip(picked, 1e-12, 1.0)).mean()) if read.any() else 0.0
     return {
         "n": len(labels),
+        "unread": int(unread.sum()),
         "accuracy": float((predicted == labels).mean()) if len(labels) else 0.0,
         "loss": loss,
         "errors": int((predicted != labels).sum()),
@@ -77,6 +87,8 @@ def format_report(metrics: dict[str, Any], title: str = "") -> str:
         f"accuracy {metrics['accuracy'] * 100:.2f}%  ({metrics['errors']} errors in {metrics['n']})  "
         f"loss {metrics['loss']:.4f}  macro F1 {metrics['macro_f1']:.4f}"
     )
+    if metrics.get("unread"):
+        lines.append(f"{metrics['unread']} images gave no prediction (unreadable or no digit found); counted as errors")
     lines.append("")
     lines.append("digit  precision  recall     f1  support")
     for row in metrics["per_class"]:
@@ -130,6 +142,49 @@ def evaluate(
     report = EvaluationReport(metrics, str(recognizer.model.path), "MNIST test (10,000 images)")
     if out is not None:
         report.files = write_outputs(report, probabilities, mnist.test_images, mnist.test_labels, Path(out), plots)
+    return report
+
+
+def evaluate_dataset(
+    path: str | os.PathLike[str],
+    model: str | os.PathLike[str] | None = None,
+    out: str | os.PathLike[str] | None = None,
+    plots: bool = True,
+    progress: bool = True,
+) -> EvaluationReport:
+    """Score a model on any labelled set (see ``inkdigits.datasets``); photos are preprocessed."""
+    from .datasets import load_labelled
+    from .progress import Progress
+    from .recognize import Recognizer
+
+    dataset = load_labelled(path)
+    recognizer = Recognizer.load(model)
+    unread = np.zeros(len(dataset), bool)
+    if dataset.mnist_form is not None:
+        images = dataset.mnist_form
+        probabilities = recognizer.classify_mnist(images)
+    else:
+        probabilities = np.zeros((len(dataset), 10), np.float32)
+        images = np.zeros((len(dataset), 28, 28), np.uint8)
+        chunk = 64
+        with Progress(len(dataset), "evaluate", unit="img", enabled=None if progress else False) as bar:
+            for start in range(0, len(dataset), chunk):
+                answers = recognizer.predict_batch(dataset.sources[start : start + chunk], return_errors=True)
+                for offset, answer in enumerate(answers):
+                    if isinstance(answer, Exception):
+                        unread[start + offset] = True
+                        continue
+                    probabilities[start + offset] = answer.probabilities
+                    images[start + offset] = np.round(answer.model_input * 255).astype(np.uint8)
+                bar.update(len(answers))
+    metrics = classification_metrics(probabilities, dataset.labels, unread)
+    name = f"{path} ({dataset.layout}, {len(dataset):,} images)"
+    report = EvaluationReport(metrics, str(recognizer.model.path), name)
+    if out is not None:
+        shown = np.flatnonzero(~unread)
+        report.files = write_outputs(
+            report, probabilities[shown], images[shown], dataset.labels[shown], Path(out), plots
+        )
     return report
 
 

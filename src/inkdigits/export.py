@@ -35,9 +35,13 @@ class WithSoftmax(nn.Module):
 
 def export_onnx(model: nn.Module, path: str | os.PathLike[str], card: dict[str, Any]) -> Path:
     """Write ``model`` (logits) as an ONNX graph from images to probabilities, atomically."""
+    return _export_probabilities(WithSoftmax(model).eval(), path, card)
+
+
+def _export_probabilities(wrapped: nn.Module, path: str | os.PathLike[str], card: dict[str, Any]) -> Path:
+    """Export a module that already outputs probabilities, with ``card`` in its metadata."""
     import onnx
 
-    wrapped = WithSoftmax(model).eval()
     example = torch.zeros(2, 1, 28, 28)
 
     def write(tmp: Path) -> None:
@@ -64,13 +68,14 @@ def export_onnx(model: nn.Module, path: str | os.PathLike[str], card: dict[str, 
 
 
 def torch_probabilities(model: nn.Module, images: np.ndarray, batch: int = 1000) -> np.ndarray:
-    """Probabilities from the torch model for uint8 (N, 28, 28) images."""
+    """Probabilities (fp32, on the CPU) from the torch model for uint8 (N, 28, 28) images."""
     model.eval()
+    device = next(model.parameters()).device
     out = []
     with torch.inference_mode():
         for start in range(0, len(images), batch):
-            x = torch.from_numpy(images[start : start + batch]).float().div_(255).unsqueeze(1)
-            out.append(torch.softmax(model(x), dim=1).numpy())
+            x = torch.from_numpy(images[start : start + batch]).to(device).float().div_(255).unsqueeze(1)
+            out.append(torch.softmax(model(x).float(), dim=1).cpu().numpy())
     return np.concatenate(out)
 
 
@@ -98,3 +103,97 @@ def write_bundle(
     onnx_path = export_onnx(model, out, card)
     card_path = write_json_atomic(out.with_suffix(".card.json"), card)
     return onnx_path, card_path
+
+
+class ShiftTTA(nn.Module):
+    """Average a model's probabilities over the image and its 1-pixel shifts.
+
+    A shift by padding and cropping (not roll) keeps ink from wrapping around, and exports
+    to plain ONNX Pad and Slice.
+    """
+
+    SHIFTS = ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1))
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        padded = torch.nn.functional.pad(x, (1, 1, 1, 1))
+        total = torch.zeros(x.shape[0], 10, dtype=x.dtype, device=x.device)
+        for dy, dx in self.SHIFTS:
+            view = padded[:, :, 1 + dy : 29 + dy, 1 + dx : 29 + dx]
+            total = total + torch.softmax(self.model(view), dim=1)
+        return total / len(self.SHIFTS)
+
+
+class Ensemble(nn.Module):
+    """Mean of the members' probabilities (each optionally with shift TTA)."""
+
+    def __init__(self, members: list[nn.Module], tta: bool = False) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(ShiftTTA(m) if tta else WithSoftmax(m) for m in members)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([member(x) for member in self.members]).mean(dim=0)
+
+
+def export_ensemble(
+    runs: list[str | os.PathLike[str]],
+    out: str | os.PathLike[str],
+    test_images: np.ndarray,
+    test_labels: np.ndarray,
+    tta: bool = False,
+) -> tuple[Path, dict[str, Any]]:
+    """Write ``OUT/model.onnx`` averaging the runs' models, and ``OUT/model.card.json``.
+
+    The ensemble is scored once on the test set (through torch, then checked against the
+    ONNX export), and the card names every member with its own metrics.
+    """
+    from .checkpoint import load_checkpoint
+    from .evaluate import classification_metrics
+    from .fsutil import write_json_atomic
+
+    members, cards = [], []
+    for run in runs:
+        model, meta, _ = load_checkpoint(run)
+        members.append(model)
+        cards.append(
+            {
+                "run": str(run),
+                "architecture": meta["architecture"],
+                "seed": meta["recipe"]["seed"],
+                "metrics": meta.get("metrics"),
+                "training_seconds": meta.get("training_seconds"),
+            }
+        )
+    ensemble = Ensemble(members, tta).eval()
+    with torch.inference_mode():
+        probabilities = np.concatenate(
+            [
+                ensemble(torch.from_numpy(test_images[i : i + 1000]).float().div_(255).unsqueeze(1)).numpy()
+                for i in range(0, len(test_images), 1000)
+            ]
+        )
+    test = classification_metrics(probabilities, test_labels)
+    card: dict[str, Any] = {
+        "format": "inkdigits-model-card/1",
+        "architecture": "ensemble",
+        "summary": f"mean probability of {len(members)} models" + (" with 1-pixel shift TTA" if tta else ""),
+        "tta": tta,
+        "members": cards,
+        "training_seconds": sum(c["training_seconds"] or 0 for c in cards),
+        "data": {"mnist_sha256": read_digests(runs[0])},
+        "metrics": {"test": {"accuracy": test["accuracy"], "loss": test["loss"], "n": test["n"]}},
+    }
+    folder = Path(out)
+    path = _export_probabilities(ensemble, folder / "model.onnx", card)
+    card["onnx_max_abs_diff"] = onnx_max_abs_diff(path, test_images, probabilities)
+    write_json_atomic(folder / "model.card.json", card)
+    return path, card
+
+
+def read_digests(run: str | os.PathLike[str]) -> dict[str, str]:
+    from .checkpoint import read_meta
+
+    return read_meta(run).get("data", {}).get("mnist_sha256", {})

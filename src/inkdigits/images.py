@@ -16,7 +16,7 @@ from typing import Any, TypeAlias
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import BadImageError, ImageTooLargeError
+from .errors import BadImageError, ImageTooLargeError, NotAnImageError
 
 # 40 megapixels is above any phone camera in common use and about 160 MB as RGB.
 DEFAULT_MAX_PIXELS = 40_000_000
@@ -39,11 +39,15 @@ def describe(source: Any) -> str:
     return f"<{type(source).__name__}>"
 
 
+def _megapixels(pixels: int) -> str:
+    return f"{pixels / 1e6:.0f} MP" if pixels >= 10_000_000 else f"{pixels / 1e6:.2g} MP"
+
+
 def _check_pixels(width: int, height: int, name: str, max_pixels: int) -> None:
     if width * height > max_pixels:
         raise ImageTooLargeError(
-            f"{name} is {width}x{height} pixels ({width * height / 1e6:.0f} MP), over the "
-            f"{max_pixels / 1e6:.0f} MP limit; scale it down or raise --max-pixels."
+            f"{name} is {width}x{height} pixels ({_megapixels(width * height)}), over the "
+            f"{_megapixels(max_pixels)} limit; scale it down or raise --max-pixels."
         )
     if width == 0 or height == 0:
         raise BadImageError(f"{name} has no pixels.")
@@ -63,7 +67,7 @@ def _open(source: str | os.PathLike[str] | bytes | bytearray, name: str) -> Imag
     else:
         data = bytes(source)
     if not data:
-        raise BadImageError(f"{name} is empty (0 bytes).")
+        raise NotAnImageError(f"{name} is empty (0 bytes).")
     try:
         with warnings.catch_warnings():
             # Pillow's own bomb guard would warn or raise first; ours names the input.
@@ -74,7 +78,7 @@ def _open(source: str | os.PathLike[str] | bytes | bytearray, name: str) -> Imag
             finally:
                 Image.MAX_IMAGE_PIXELS = saved
     except UnidentifiedImageError as exc:
-        raise BadImageError(f"{name} is not an image inkdigits can read ({_FORMATS}).") from exc
+        raise NotAnImageError(f"{name} is not an image inkdigits can read ({_FORMATS}).") from exc
     except (OSError, SyntaxError, ValueError) as exc:
         raise BadImageError(f"{name} is damaged and cannot be read ({exc}).") from exc
 
@@ -176,4 +180,4 @@ def load_image(source: ImageInput, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.n
     if isinstance(source, str | os.PathLike | bytes | bytearray):
         with _open(source, name) as image:
             return pil_to_array(_decode(image, name, max_pixels))
-    raise BadImageError(f"{name} is not an image: pass a path, bytes, a numpy array or a PIL image.")
+    raise NotAnImageError(f"{name} is not an image: pass a path, bytes, a numpy array or a PIL image.")

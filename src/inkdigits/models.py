@@ -46,7 +46,11 @@ class InputNorm(nn.Module):
 
 @dataclass(frozen=True)
 class Recipe:
-    """Training defaults for one architecture; the CLI's flags override them."""
+    """Training defaults for one architecture; the CLI's flags override some of them.
+
+    Every value here was chosen on the validation split (the last 5,000 training images),
+    never on the test set.
+    """
 
     epochs: int
     batch_size: int
@@ -56,6 +60,10 @@ class Recipe:
     schedule: str = "constant"  # "constant" or "onecycle"
     label_smoothing: float = 0.0
     augment: bool = False
+    elastic: float = 0.0  # strength of the elastic distortion, in pixels (0: none)
+    thickness: float = 0.0  # share of each batch whose strokes are thickened or thinned
+    ema: float = 0.0  # decay of the weights' exponential moving average (0: no EMA)
+    fast_cpu: bool = False  # channels_last and bf16 autocast where the CPU has bf16 units
 
 
 @dataclass(frozen=True)
@@ -117,6 +125,9 @@ def _conv_block(cin: int, cout: int, kernel: int = 3) -> list[nn.Module]:
         schedule="onecycle",
         label_smoothing=0.1,
         augment=True,
+        elastic=1.5,
+        thickness=0.3,
+        fast_cpu=True,
     ),
     "compact CNN: 3 conv+BN stages (32-64-128) with pooling, dense 128, about 0.3 M parameters",
 )
@@ -140,4 +151,64 @@ def cnn(normalization: str = "scale01") -> nn.Module:
         nn.ReLU(),
         nn.Dropout(0.3),
         nn.Linear(128, 10),
+    )
+
+
+class Residual(nn.Module):
+    """x + f(x): two 3x3 conv+BN layers with an identity shortcut."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            *_conv_block(channels, channels),
+            nn.Conv2d(channels, channels, 3, padding=1, bias=False),
+            nn.BatchNorm2d(channels),
+        )
+        self.act = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(x + self.body(x))
+
+
+@register(
+    "resnet",
+    Recipe(
+        epochs=28,
+        batch_size=128,
+        lr=4e-3,
+        optimizer="adamw",
+        weight_decay=5e-4,
+        schedule="onecycle",
+        label_smoothing=0.1,
+        augment=True,
+        elastic=2.0,
+        thickness=0.3,
+        ema=0.999,
+        fast_cpu=True,
+    ),
+    "residual CNN: 32-48-96 channels, a residual block at 14x14 and at 7x7, BatchNorm, about 0.5 M parameters",
+)
+def resnet(normalization: str = "scale01") -> nn.Module:
+    """The strongest model: the cnn's three stages plus a residual block at 14x14 and at 7x7.
+
+    Why residual blocks: a second pair of 3x3 convolutions at each resolution widens the
+    receptive field enough to see a whole digit's topology (the loop of a 6 against the
+    tail of a 4), which is where the cnn's remaining mistakes are, and the identity shortcut
+    keeps the deeper network as quick to train as the shallow one. Widths of 48 and 96
+    rather than 64 and 128 hold it to about 2.7x the cnn's compute, so it still trains
+    enough epochs on two CPU cores.
+    """
+    return nn.Sequential(
+        InputNorm(normalization),
+        *_conv_block(1, 32, 5),
+        nn.MaxPool2d(2),
+        *_conv_block(32, 48),
+        Residual(48),
+        nn.MaxPool2d(2),
+        *_conv_block(48, 96),
+        Residual(96),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Dropout(0.2),
+        nn.Linear(96 * 3 * 3, 10),
     )

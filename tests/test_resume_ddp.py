@@ -77,30 +77,12 @@ def test_resume_after_a_kill_reaches_the_same_model(tmp_path, mnist_dir):
 def test_torchrun_with_two_cpu_processes(tmp_path, mnist_dir):
     out = tmp_path / "ddp"
     command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc-per-node",
-        "2",
-        "--master-port",
-        "0",
-        "-m",
-        "inkdigits.train",
-        "--model",
-        "cnn",
-        "--epochs",
-        "2",
-        "--limit",
-        "6000",
-        "--val",
-        "1000",
-        "--out",
-        str(out),
-        "--data-dir",
-        str(mnist_dir),
+        *(sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"),
+        *("-m", "inkdigits.train", "--model", "cnn", "--epochs", "2", "--limit", "6000", "--val", "1000"),
+        *("--out", str(out), "--data-dir", str(mnist_dir)),
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     meta = json.loads((out / "model.json").read_text())
     assert meta["training"]["processes"] == 2

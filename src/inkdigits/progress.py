@@ -30,7 +30,10 @@ def _scaled(count: float, unit: str) -> str:
 
 
 class Progress:
-    """``with Progress(total, "train") as bar: bar.update(1, loss=0.3)``."""
+    """``with Progress(total, "train") as bar: bar.update(1, loss=0.3)``.
+
+    ``enabled``: None draws on a terminal and prints one summary line in a log; False is silent.
+    """
 
     def __init__(
         self,
@@ -44,6 +47,8 @@ class Progress:
         self.desc = desc
         self.unit = unit
         self.stream = stream or sys.stderr
+        # None: live on a terminal, one summary line in a log; False: silent.
+        self.silent = enabled is False
         self.live = self.stream.isatty() if enabled is None else enabled
         self.count = 0
         self.figures: dict[str, str] = {}
@@ -88,7 +93,7 @@ class Progress:
         return f"{head} {timing}, {rate_text}] {tail}".rstrip() + "\033[K"
 
     def close(self) -> None:
-        if self._closed:
+        if self._closed or self.silent:
             return
         self._closed = True
         now = time.perf_counter()

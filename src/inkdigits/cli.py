@@ -174,7 +174,10 @@ def build_parser() -> argparse.ArgumentParser:
         "set; evaluate and predict take OUT like any model.",
     )
     ensemble.add_argument("runs", nargs="+", metavar="RUN", help="training run folders")
-    ensemble.add_argument("--out", required=True, metavar="DIR", help="folder to write")
+    ensemble.add_argument(
+        "--out", required=True, metavar="DIR", help="folder to write (or a path ending in .onnx: PATH + PATH.card.json)"
+    )
+    ensemble.add_argument("--reproduce", metavar="COMMAND", help="the commands that reproduce it, for the card")
     ensemble.add_argument("--tta", action="store_true", help="test-time augmentation: 1-pixel shifts")
     _add_data_dir(ensemble)
     ensemble.set_defaults(handler=cmd_ensemble)
@@ -369,7 +372,9 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
     from .export import export_ensemble
 
     mnist = load_mnist(args.data_dir)
-    path, card = export_ensemble(args.runs, args.out, mnist.test_images, mnist.test_labels, tta=args.tta)
+    path, card = export_ensemble(
+        args.runs, args.out, mnist.test_images, mnist.test_labels, tta=args.tta, reproduce=args.reproduce
+    )
     for member in card["members"]:
         print(f"member {member['run']}: test accuracy {member['metrics']['test']['accuracy'] * 100:.2f}%")
     print(f"ensemble of {len(card['members'])}: test accuracy {card['metrics']['test']['accuracy'] * 100:.2f}%")

@@ -144,13 +144,17 @@ def export_ensemble(
     test_images: np.ndarray,
     test_labels: np.ndarray,
     tta: bool = False,
+    reproduce: str | None = None,
 ) -> tuple[Path, dict[str, Any]]:
     """Write ``OUT/model.onnx`` averaging the runs' models, and ``OUT/model.card.json``.
+
+    An ``OUT`` ending in ``.onnx`` is written as it is, with its card beside it as
+    ``OUT``'s ``.card.json`` (the layout of the bundled model).
 
     The ensemble is scored once on the test set (through torch, then checked against the
     ONNX export), and the card names every member with its own metrics.
     """
-    from .checkpoint import load_checkpoint
+    from .checkpoint import load_checkpoint, read_meta
     from .evaluate import classification_metrics
     from .fsutil import write_json_atomic
 
@@ -163,6 +167,8 @@ def export_ensemble(
                 "run": str(run),
                 "architecture": meta["architecture"],
                 "seed": meta["recipe"]["seed"],
+                "recipe": meta["recipe"],
+                "training": meta.get("training"),
                 "metrics": meta.get("metrics"),
                 "training_seconds": meta.get("training_seconds"),
             }
@@ -185,11 +191,16 @@ def export_ensemble(
         "training_seconds": sum(c["training_seconds"] or 0 for c in cards),
         "data": {"mnist_sha256": read_digests(runs[0])},
         "metrics": {"test": {"accuracy": test["accuracy"], "loss": test["loss"], "n": test["n"]}},
+        "versions": read_meta(runs[0]).get("versions"),
     }
-    folder = Path(out)
-    path = _export_probabilities(ensemble, folder / "model.onnx", card)
+    if reproduce:
+        card["reproduce"] = reproduce
+    out = Path(out)
+    onnx_path = out if out.suffix == ".onnx" else out / "model.onnx"
+    card_path = out.with_suffix(".card.json") if out.suffix == ".onnx" else out / "model.card.json"
+    path = _export_probabilities(ensemble, onnx_path, card)
     card["onnx_max_abs_diff"] = onnx_max_abs_diff(path, test_images, probabilities)
-    write_json_atomic(folder / "model.card.json", card)
+    write_json_atomic(card_path, card)
     return path, card
 
 

@@ -154,14 +154,15 @@ def export_ensemble(
     The ensemble is scored once on the test set (through torch, then checked against the
     ONNX export), and the card names every member with its own metrics.
     """
-    from .checkpoint import load_checkpoint, read_meta
+    from .checkpoint import load_checkpoint
     from .evaluate import classification_metrics
     from .fsutil import write_json_atomic
 
-    members, cards = [], []
+    members, cards, metas = [], [], []
     for run in runs:
         model, meta, _ = load_checkpoint(run)
         members.append(model)
+        metas.append(meta)
         cards.append(
             {
                 "run": str(run),
@@ -189,9 +190,9 @@ def export_ensemble(
         "tta": tta,
         "members": cards,
         "training_seconds": sum(c["training_seconds"] or 0 for c in cards),
-        "data": {"mnist_sha256": read_digests(runs[0])},
+        "data": {"mnist_sha256": metas[0].get("data", {}).get("mnist_sha256", {})},
         "metrics": {"test": {"accuracy": test["accuracy"], "loss": test["loss"], "n": test["n"]}},
-        "versions": read_meta(runs[0]).get("versions"),
+        "versions": metas[0].get("versions"),
     }
     if reproduce:
         card["reproduce"] = reproduce
@@ -202,9 +203,3 @@ def export_ensemble(
     card["onnx_max_abs_diff"] = onnx_max_abs_diff(path, test_images, probabilities)
     write_json_atomic(card_path, card)
     return path, card
-
-
-def read_digests(run: str | os.PathLike[str]) -> dict[str, str]:
-    from .checkpoint import read_meta
-
-    return read_meta(run).get("data", {}).get("mnist_sha256", {})

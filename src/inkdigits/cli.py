@@ -249,11 +249,10 @@ def _save_and_show(result: Any, args: argparse.Namespace, name: str) -> None:
 
     from .plots import plot_prediction, show
 
-    target = (
-        _plot_path(args.save_plot, name, len(args.images) > 1)
-        if args.save_plot
-        else Path(tempfile.mkstemp(suffix=".png")[1])
-    )
+    if args.save_plot:
+        target = _plot_path(args.save_plot, name, len(args.images) > 1)
+    else:
+        target = Path(tempfile.gettempdir()) / f"inkdigits-{Path(name).stem}.png"
     plot_prediction(result, target, top=max(3, args.top))
     if args.show and not show(target):
         _fail(f"no display to show the plot on; it is saved at {target}")

@@ -95,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
         "curves.png. The last --val training images are held out for validation; the test "
         "set is scored once, at the end.",
     )
-    train.add_argument("--model", default="mlp", help="architecture: mlp (the classic baseline) or cnn")
+    train.add_argument("--model", default="mlp", help="architecture: mlp (the classic baseline), cnn or resnet")
     train.add_argument("--epochs", type=int, help="epochs (default: the model's recipe; mlp: 3)")
     train.add_argument("--batch-size", type=int, help="batch size (mlp: 32)")
     train.add_argument("--lr", type=float, help="learning rate (mlp: 0.001, Adam)")

@@ -67,15 +67,21 @@ def _export_probabilities(wrapped: nn.Module, path: str | os.PathLike[str], card
     return atomic_write(path, write)
 
 
-def torch_probabilities(model: nn.Module, images: np.ndarray, batch: int = 1000) -> np.ndarray:
-    """Probabilities (fp32, on the CPU) from the torch model for uint8 (N, 28, 28) images."""
+def torch_probabilities(
+    model: nn.Module, images: np.ndarray, batch: int = 1000, outputs_probabilities: bool = False
+) -> np.ndarray:
+    """Probabilities (fp32, on the CPU) from a torch model for uint8 (N, 28, 28) images.
+
+    The model gives logits unless ``outputs_probabilities`` (an ``Ensemble``, say).
+    """
     model.eval()
     device = next(model.parameters()).device
     out = []
     with torch.inference_mode():
         for start in range(0, len(images), batch):
             x = torch.from_numpy(images[start : start + batch]).to(device).float().div_(255).unsqueeze(1)
-            out.append(torch.softmax(model(x).float(), dim=1).cpu().numpy())
+            y = model(x).float()
+            out.append((y if outputs_probabilities else torch.softmax(y, dim=1)).cpu().numpy())
     return np.concatenate(out)
 
 
@@ -175,13 +181,7 @@ def export_ensemble(
             }
         )
     ensemble = Ensemble(members, tta).eval()
-    with torch.inference_mode():
-        probabilities = np.concatenate(
-            [
-                ensemble(torch.from_numpy(test_images[i : i + 1000]).float().div_(255).unsqueeze(1)).numpy()
-                for i in range(0, len(test_images), 1000)
-            ]
-        )
+    probabilities = torch_probabilities(ensemble, test_images, outputs_probabilities=True)
     test = classification_metrics(probabilities, test_labels)
     card: dict[str, Any] = {
         "format": "inkdigits-model-card/1",

@@ -23,10 +23,23 @@ MNIST_STROKE = 2.2
 # Working resolution: larger inputs are reduced first, which keeps every stage fast and its
 # memory bounded, while leaving far more pixels than the 20-pixel box needs.
 WORKING_SIDE = 1024
-# Below this contrast between ink and background (on a 0..1 scale) there is nothing to read.
-MIN_CONTRAST = 0.12
-# Components smaller than this fraction of the largest are specks, not strokes.
+# Below this contrast between ink and background (on a 0..1 scale) there is nothing to read,
+# and ink must also stand this many times above the paper's grain.
+MIN_CONTRAST = 0.15
+MIN_CONTRAST_OVER_GRAIN = 8.0
+# Illumination is estimated at this resolution (it is smooth), with a closing this wide
+# relative to the image's longer side, and only on images at least FLATTEN_MIN_SIDE wide.
+BACKGROUND_SIDE = 256
+BACKGROUND_KERNEL = 1 / 5
+FLATTEN_MIN_SIDE = 40
+# Blobs with less than this fraction of the largest one's ink are specks, not strokes; a
+# largest blob under MIN_INK_PIXELS means there is no stroke at all, only grain.
 SPECK_FRACTION = 0.05
+MIN_INK_PIXELS = 12
+# Page edges are sought in this outer band (a fraction of each side); blobs within this
+# fraction of the digit's size from it belong to it.
+BORDER_BAND = 0.06
+GROUP_REACH = 1 / 3
 
 
 @dataclass
@@ -69,18 +82,6 @@ def limit_size(gray: np.ndarray, side: int = WORKING_SIDE) -> tuple[np.ndarray, 
     return cv2.resize(gray, size, interpolation=cv2.INTER_AREA), scale
 
 
-def ink_polarity(gray: np.ndarray) -> bool:
-    """True when the ink is darker than the background (paper), False for a dark board.
-
-    The background is most of the picture, so the median is a background value; the ink is
-    whichever extreme lies farther from it. A light blur first keeps a single hot pixel from
-    deciding, while a one-pixel pen line still counts.
-    """
-    blurred = cv2.GaussianBlur(gray, (3, 3), 0)
-    background = float(np.median(blurred))
-    return background - float(blurred.min()) > float(blurred.max()) - background
-
-
 def remove_ruled_lines(ink: np.ndarray) -> np.ndarray:
     """Erase straight lines that run across most of the image: ruled or grid paper.
 
@@ -105,36 +106,181 @@ def remove_ruled_lines(ink: np.ndarray) -> np.ndarray:
     return ink * (1 - lines)
 
 
-def ink_intensity(gray: np.ndarray, dark_ink: bool) -> np.ndarray:
-    """Ink as bright-on-black in [0, 1]: background subtracted, contrast stretched.
+def _working_copy(gray: np.ndarray) -> np.ndarray:
+    """The image at BACKGROUND_SIDE: lighting and polarity are smooth, global properties."""
+    factor = min(1.0, BACKGROUND_SIDE / max(gray.shape))
+    if factor == 1.0:
+        return gray
+    return cv2.resize(gray, None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA)
 
-    Raises ``NoDigitError`` when there is no contrast at all (a blank page or canvas).
+
+def _closing_side(small: np.ndarray, dark_ink: bool) -> int:
+    """A closing width safely wider than the strokes: a fifth of the image, or more for fat pens.
+
+    A closing narrower than a stroke would hollow it out. The strokes' width is measured on
+    what a first closing finds (twice area over outline), and the width is raised to three
+    strokes when needed.
     """
-    ink = 1.0 - gray if dark_ink else gray
-    background = float(np.median(ink))
-    peak = float(np.percentile(ink, 99.9)) if ink.size > 4000 else float(ink.max())
-    peak = max(peak, float(ink.max()) * 0.9)
-    contrast = peak - background
-    if contrast < MIN_CONTRAST:
+    side = max(5, round(max(small.shape) * BACKGROUND_KERNEL) | 1)
+    paper = small if dark_ink else 1.0 - small
+    residual = cv2.morphologyEx(paper, cv2.MORPH_BLACKHAT, cv2.getStructuringElement(cv2.MORPH_RECT, (side, side)))
+    peak = float(residual.max())
+    if peak <= 0:
+        return side
+    stroke = stroke_width(residual / peak)
+    return max(side, round(3 * stroke) | 1)
+
+
+def ink_polarity(gray: np.ndarray) -> bool:
+    """True when the ink is darker than its background (paper), False for a dark board.
+
+    The image's border is nearly all background, shadows and lighting included, so its
+    levels (5th to 95th percentile) span the background. Ink lies outside that span: the
+    side with more ink mass beyond it (how many pixels, times how far) names the polarity.
+    Loops (the inside of a 0) and shadows stay within the span, so neither can mislead it.
+    """
+    small = _working_copy(cv2.GaussianBlur(gray, (3, 3), 0))
+    border = np.concatenate([small[0], small[-1], small[:, 0], small[:, -1]])
+    low, high = np.percentile(border, [5, 95])
+    darker = float(np.clip(low - small, 0, None).sum())
+    lighter = float(np.clip(small - high, 0, None).sum())
+    if darker + lighter > 0:
+        return darker >= lighter
+    # Ink fills the border too (a tight crop): the extreme farther from the median is ink.
+    background = float(np.median(small))
+    return background - float(small.min()) > float(small.max()) - background
+
+
+def flatten_illumination(gray: np.ndarray, dark_ink: bool) -> np.ndarray:
+    """How much darker (or, on a board, lighter) each pixel is than the paper around it, 0..1.
+
+    In a photo, paper in a shadow can be darker than ink in the light, so no single level
+    separates ink from paper. The paper's brightness is estimated by a morphological closing
+    (a max then a min filter wider than any stroke): it erases the strokes but keeps a
+    shadow's edge where it is. Light multiplies, so dividing by that estimate cancels
+    gradients and shadows alike. Tiny images (an MNIST-sized crop) are measured against one
+    global level.
+    """
+    paper = gray if dark_ink else 1.0 - gray
+    height, width = paper.shape
+    if max(height, width) < FLATTEN_MIN_SIDE:
+        background = np.full_like(paper, float(np.median(paper)))
+    else:
+        small = _working_copy(paper)
+        side = _closing_side(small, dark_ink=True)
+        kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (side, side))
+        estimate = cv2.morphologyEx(small, cv2.MORPH_CLOSE, kernel, borderType=cv2.BORDER_REPLICATE)
+        estimate = cv2.GaussianBlur(estimate, (0, 0), side / 16)
+        background = cv2.resize(estimate, (width, height), interpolation=cv2.INTER_LINEAR)
+    # The floor keeps a dark photo's noise (or a wrongly guessed polarity) from being amplified.
+    darkness = (background - paper) / np.maximum(background, 0.3)
+    return np.clip(darkness, 0.0, 1.0).astype(np.float32)
+
+
+def _paper_level(darkness: np.ndarray) -> tuple[float, float]:
+    """The paper's level and grain (robust spread) in a darkness map.
+
+    Measured on the pixels Otsu's split calls paper, because in a tight crop the ink can
+    cover more than half the picture, and then the median would be ink.
+    """
+    sample = darkness[::2, ::2] if darkness.size > 40_000 else darkness
+    levels = np.round(sample * 255).astype(np.uint8)
+    split, _ = cv2.threshold(levels, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    paper = sample[levels <= split]
+    if paper.size == 0:
+        paper = sample
+    level = float(np.median(paper))
+    return level, 1.4826 * float(np.median(np.abs(paper - level)))
+
+
+def _peak(darkness: np.ndarray) -> float:
+    """The ink's level: a high percentile, so a few hot pixels cannot set it."""
+    top = float(darkness.max())
+    if darkness.size <= 4000:
+        return top
+    return max(float(np.percentile(darkness, 99.9)), 0.9 * top)
+
+
+def ink_intensity(darkness: np.ndarray) -> np.ndarray:
+    """Ink as bright-on-black in [0, 1]: paper level subtracted, contrast stretched.
+
+    Raises ``NoDigitError`` when no ink stands out from the paper by much more than the
+    paper's own grain and noise (a blank page, canvas, or board).
+    """
+    background, grain = _paper_level(darkness)
+    contrast = _peak(darkness) - background
+    # Noise is independent from pixel to pixel and strokes are not, so a slight blur tells
+    # them apart: it melts grain away while ink keeps most of its level.
+    smooth = cv2.GaussianBlur(darkness, (0, 0), 1.2)
+    smooth_level, smooth_grain = _paper_level(smooth)
+    coherent = _peak(smooth) - smooth_level
+    if contrast < MIN_CONTRAST or coherent < MIN_CONTRAST_OVER_GRAIN * smooth_grain:
         raise NoDigitError("No digit found: the image is blank (no ink stands out from the background).")
-    stretched = (ink - background) / contrast
-    # Values near the background level are paper grain, sensor noise or JPEG ringing.
-    floor = 0.25
+    stretched = (darkness - background) / contrast
+    # Values near the paper's level are grain, sensor noise or JPEG ringing.
+    floor = max(0.25, min(0.5, 3.0 * grain / contrast))
     return np.clip((stretched - floor) / (1.0 - floor), 0.0, 1.0).astype(np.float32)
 
 
-def remove_specks(ink: np.ndarray) -> np.ndarray:
-    """Zero every connected blob much smaller than the largest one."""
+def _components(ink: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Connected ink blobs: the label image, their [x, y, w, h, area] rows, their ink mass."""
     mask = (ink > 0.2).astype(np.uint8)
     count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
-    if count <= 1:
+    mass = np.bincount(labels.ravel(), weights=ink.ravel(), minlength=count)
+    return labels, stats[1:], mass[1:]
+
+
+def _along_border(box: np.ndarray, shape: tuple[int, int]) -> bool:
+    """A page edge or a table's rim: a long, thin blob that lies within the image's outer band."""
+    x, y, w, h = (int(v) for v in box[:4])
+    height, width = shape
+    band_y, band_x = max(2, round(BORDER_BAND * height)), max(2, round(BORDER_BAND * width))
+    horizontal = w >= 0.3 * width and (y + h <= band_y or y >= height - band_y)
+    vertical = h >= 0.3 * height and (x + w <= band_x or x >= width - band_x)
+    return horizontal or vertical
+
+
+def choose_digit(ink: np.ndarray) -> np.ndarray:
+    """Keep the digit and nothing else: drop specks, page edges and marks far from the digit.
+
+    The digit is the blob with the most ink; blobs near it (a 5's detached bar, a pencil
+    stroke's gaps) join it, and the group grows while more blobs lie within a third of its
+    size. Specks, page borders and stray marks farther away are erased.
+    """
+    labels, stats, mass = _components(ink)
+    if len(stats) == 0 or stats[:, cv2.CC_STAT_AREA].max() < MIN_INK_PIXELS:
         raise NoDigitError("No digit found: no stroke is left once noise is removed.")
-    areas = stats[1:, cv2.CC_STAT_AREA]
-    keep = np.zeros(count, dtype=bool)
-    keep[1:] = areas >= max(2, SPECK_FRACTION * areas.max())
+    candidates = [
+        i for i in range(len(stats)) if mass[i] >= SPECK_FRACTION * mass.max() and stats[i, cv2.CC_STAT_AREA] >= 2
+    ]
+    edges = [i for i in candidates if _along_border(stats[i], ink.shape)]
+    if len(edges) < len(candidates):
+        candidates = [i for i in candidates if i not in edges]
+    group = [max(candidates, key=lambda i: mass[i])]
+    rest = [i for i in candidates if i != group[0]]
+    x0, y0, x1, y1 = _box_corners(stats[group[0]])
+    grew = True
+    while grew and rest:
+        grew = False
+        reach = max(2.0, GROUP_REACH * max(x1 - x0, y1 - y0))
+        for i in list(rest):
+            bx0, by0, bx1, by1 = _box_corners(stats[i])
+            gap = max(bx0 - x1, x0 - bx1, by0 - y1, y0 - by1, 0)
+            if gap <= reach:
+                group.append(i)
+                rest.remove(i)
+                x0, y0, x1, y1 = min(x0, bx0), min(y0, by0), max(x1, bx1), max(y1, by1)
+                grew = True
+    keep = np.zeros(len(stats) + 1, dtype=bool)
+    keep[np.array(group) + 1] = True
     # Keep the faint anti-aliased rim of kept strokes: grow the kept mask by a pixel.
     kept = cv2.dilate(keep[labels].astype(np.uint8), np.ones((3, 3), np.uint8))
     return ink * kept
+
+
+def _box_corners(row: np.ndarray) -> tuple[int, int, int, int]:
+    x, y, w, h = (int(v) for v in row[:4])
+    return x, y, x + w, y + h
 
 
 def ink_box(ink: np.ndarray) -> tuple[int, int, int, int]:
@@ -199,12 +345,14 @@ def to_mnist(pixels: np.ndarray, keep_stages: bool = False) -> Preprocessed:
     gray = to_gray(pixels)
     gray, scale = limit_size(gray)
     dark_ink = ink_polarity(gray)
-    ink = ink_intensity(gray, dark_ink)
+    darkness = flatten_illumination(gray, dark_ink)
+    ink = ink_intensity(darkness)
     if keep_stages:
         stages["grayscale"] = gray
+        stages["lighting flattened"] = darkness
         stages["ink (background removed)"] = ink
     ink = remove_ruled_lines(ink)
-    ink = remove_specks(ink)
+    ink = choose_digit(ink)
     x, y, w, h = ink_box(ink)
     crop = ink[y : y + h, x : x + w]
     thick = thicken(crop, MNIST_BOX / max(h, w))

@@ -69,7 +69,7 @@ def load_checkpoint(
         tensors = load_file(str(path))
     except (FileNotFoundError, SafetensorError, OSError) as exc:
         raise ModelError(f"{path} is missing or damaged ({exc}).") from exc
-    model = build_model(meta["architecture"], meta.get("normalization", "scale01"))
+    model = build_model(meta["architecture"], meta.get("normalization", "scale01"), meta.get("classes", 10))
     state = {k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")}
     try:
         model.load_state_dict(state)

@@ -53,7 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Read one handwritten digit from each image (PNG, JPEG, BMP, TIFF, WebP). "
         "Dark ink on paper and light ink on a dark board both work; the digit is found, "
         "cropped and framed like MNIST before the model sees it. Exit code 0 when every image "
-        "was read, 1 when some held no digit, 2 when some could not be read.",
+        "was read, 1 when some held no digit (blank, or declined as not a digit), 2 when some "
+        "could not be read.",
     )
     predict.add_argument("images", nargs="+", metavar="IMAGE", help="image files to read")
     predict.add_argument("--model", metavar="PATH", help="ONNX model or training run folder (default: bundled)")
@@ -66,6 +67,13 @@ def build_parser() -> argparse.ArgumentParser:
         "probabilities (with several images: PATH-STEM.png for each)",
     )
     predict.add_argument("--show", action="store_true", help="open that picture in a window, where there is a display")
+    predict.add_argument(
+        "--threshold",
+        type=_probability,
+        metavar="P",
+        help="least calibrated confidence to report a digit, 0..1 (default: the one in the model's "
+        "card, chosen on validation data; else 0.5); below it the answer is declined, with a reason",
+    )
     predict.add_argument(
         "--max-pixels",
         type=int,
@@ -113,6 +121,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     augment.add_argument("--no-augment", dest="augment", action="store_false", help="no augmentation")
     train.add_argument("--ema", type=float, metavar="DECAY", help="average the weights with this decay (0: off)")
+    train.add_argument(
+        "--handwriting",
+        action="store_true",
+        help="train for people's photos and drawings: mix in photographed-and-preprocessed training "
+        "digits and non-digits (letters, scribbles, shapes, blank pages; an 11th class, 'not a "
+        "digit'), and degrade part of each batch like a camera (blur, noise, faded ink, broken strokes)",
+    )
     train.add_argument(
         "--precision",
         choices=["auto", "fp32", "bf16"],
@@ -179,6 +194,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ensemble.add_argument("--reproduce", metavar="COMMAND", help="the commands that reproduce it, for the card")
     ensemble.add_argument("--tta", action="store_true", help="test-time augmentation: 1-pixel shifts")
+    ensemble.add_argument(
+        "--calibrate",
+        action="store_true",
+        help="fit a temperature and a reject threshold on held-out validation images (the MNIST "
+        "validation split, photographed and non-digit renders of it); every member must have "
+        "been trained with the same --val, so none of them saw those images",
+    )
     _add_data_dir(ensemble)
     ensemble.set_defaults(handler=cmd_ensemble)
 
@@ -202,6 +224,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--timeout", type=float, default=10, help="seconds allowed per request (default 10)")
     serve.add_argument("--workers", type=int, help="recognition threads (default: the CPU count)")
+    serve.add_argument(
+        "--threshold",
+        type=_probability,
+        metavar="P",
+        help="least calibrated confidence to report a digit, 0..1 (default: the model card's)",
+    )
     serve.set_defaults(handler=cmd_serve)
     return parser
 
@@ -217,10 +245,20 @@ def _plot_path(base: str, image: str, several: bool) -> Path:
     return path.with_name(f"{path.stem}-{Path(image).stem}{path.suffix or '.png'}")
 
 
+def _probability(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is not between 0 and 1")
+    return value
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     from .recognize import Recognizer
 
-    recognizer = Recognizer.load(args.model, max_pixels=args.max_pixels)
+    recognizer = Recognizer.load(args.model, max_pixels=args.max_pixels, threshold=args.threshold)
     want_plot = bool(args.save_plot or args.show)
     results = recognizer.predict_batch(args.images, return_errors=True, keep_stages=want_plot)
     code = EXIT_OK
@@ -232,8 +270,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
             else:
                 _fail(f"{name}: {result}")
             continue
+        if result.rejected:
+            code = max(code, EXIT_NOT_FOUND)
         if args.json:
             print(json.dumps({"file": name, **result.to_dict()}))
+        elif result.rejected:
+            print(f"{name}: not a digit: {result.reason}")
         else:
             line = f"{name}: {result.digit} ({result.confidence:.1%})"
             if args.top > 1:
@@ -318,6 +360,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             normalization=args.normalization,
             augment=args.augment,
             ema=args.ema,
+            handwriting=args.handwriting,
             precision=args.precision,
             limit=args.limit,
             threads=args.threads,
@@ -371,12 +414,39 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
     from .export import export_ensemble
 
     mnist = load_mnist(args.data_dir)
+    calibration = None
+    if args.calibrate:
+        from .checkpoint import read_meta
+        from .export import CalibrationData
+
+        held_out = {read_meta(run).get("recipe", {}).get("val") or 0 for run in args.runs}
+        if len(held_out) != 1 or not min(held_out):
+            raise InkdigitsError(
+                "--calibrate needs members that all held out the same validation images (--val N, N > 0)."
+            )
+        val = held_out.pop()
+        print(f"calibrating on the last {val:,} training images (held out by every member) ...")
+        calibration = CalibrationData.from_validation(mnist.train_images[-val:], mnist.train_labels[-val:])
     path, card = export_ensemble(
-        args.runs, args.out, mnist.test_images, mnist.test_labels, tta=args.tta, reproduce=args.reproduce
+        args.runs,
+        args.out,
+        mnist.test_images,
+        mnist.test_labels,
+        tta=args.tta,
+        reproduce=args.reproduce,
+        calibration_data=calibration,
     )
     for member in card["members"]:
         print(f"member {member['run']}: test accuracy {member['metrics']['test']['accuracy'] * 100:.2f}%")
     print(f"ensemble of {len(card['members'])}: test accuracy {card['metrics']['test']['accuracy'] * 100:.2f}%")
+    if "calibration" in card:
+        cal = card["calibration"]
+        print(f"temperature {cal['temperature']}, reject threshold {cal['threshold']}")
+        for name, row in cal["validation"].items():
+            print(
+                f"  validation {name:<10} n={row['n']:<5} ECE {row['ece_before']:.4f} -> {row['ece_after']:.4f}"
+                f"  accepted {row['accepted_at_threshold']:.1%}"
+            )
     print(f"wrote {path}")
     return EXIT_OK
 
@@ -390,7 +460,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         timeout_seconds=args.timeout,
         workers=args.workers or max(1, os.cpu_count() or 1),
     )
-    serve(args.host, args.port, args.model, limits)
+    serve(args.host, args.port, args.model, limits, threshold=args.threshold)
     return EXIT_OK
 
 

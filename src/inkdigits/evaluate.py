@@ -31,12 +31,14 @@ def classification_metrics(
 ) -> dict[str, Any]:
     """Accuracy, cross-entropy loss, per-class precision / recall / F1 and the confusion matrix.
 
-    ``unread`` marks inputs that gave no prediction (bad file, no digit found): they count as
-    errors and in each class's support, but in no cell of the confusion matrix and not in the
-    loss.
+    ``unread`` marks inputs that gave no prediction (bad file, no digit found, or an 11-class
+    model's "not a digit"): they count as errors and in each class's support, but in no cell
+    of the confusion matrix and not in the loss.
     """
     labels = labels.astype(np.int64)
     unread = np.zeros(len(labels), bool) if unread is None else unread
+    # An 11-class model may answer "not a digit": that input was declined, not misread.
+    unread = unread | (probabilities.argmax(axis=1) >= 10)
     predicted = np.where(unread, -1, probabilities.argmax(axis=1))
     read = ~unread
     matrix = confusion_matrix(labels[read], predicted[read])

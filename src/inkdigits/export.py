@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -126,11 +127,8 @@ class ShiftTTA(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         padded = torch.nn.functional.pad(x, (1, 1, 1, 1))
-        total = torch.zeros(x.shape[0], 10, dtype=x.dtype, device=x.device)
-        for dy, dx in self.SHIFTS:
-            view = padded[:, :, 1 + dy : 29 + dy, 1 + dx : 29 + dx]
-            total = total + torch.softmax(self.model(view), dim=1)
-        return total / len(self.SHIFTS)
+        views = [padded[:, :, 1 + dy : 29 + dy, 1 + dx : 29 + dx] for dy, dx in self.SHIFTS]
+        return torch.stack([torch.softmax(self.model(view), dim=1) for view in views]).mean(dim=0)
 
 
 class Ensemble(nn.Module):
@@ -151,8 +149,12 @@ def export_ensemble(
     test_labels: np.ndarray,
     tta: bool = False,
     reproduce: str | None = None,
+    calibration_data: CalibrationData | None = None,
 ) -> tuple[Path, dict[str, Any]]:
     """Write ``OUT/model.onnx`` averaging the runs' models, and ``OUT/model.card.json``.
+
+    With ``calibration_data`` (held-out validation images the members never trained on) the
+    card also gets a fitted temperature and a reject threshold (see ``calibrate_on``).
 
     An ``OUT`` ending in ``.onnx`` is written as it is, with its card beside it as
     ``OUT``'s ``.card.json`` (the layout of the bundled model).
@@ -180,6 +182,9 @@ def export_ensemble(
                 "training_seconds": meta.get("training_seconds"),
             }
         )
+    classes = {meta.get("classes", 10) for meta in metas}
+    if len(classes) != 1:
+        raise ValueError("ensemble members must all have 10 outputs, or all 11 (with 'not a digit')")
     ensemble = Ensemble(members, tta).eval()
     probabilities = torch_probabilities(ensemble, test_images, outputs_probabilities=True)
     test = classification_metrics(probabilities, test_labels)
@@ -187,6 +192,8 @@ def export_ensemble(
         "format": "inkdigits-model-card/1",
         "architecture": "ensemble",
         "summary": f"mean probability of {len(members)} models" + (" with 1-pixel shift TTA" if tta else ""),
+        "classes": metas[0].get("classes", 10),
+        "labels": metas[0].get("labels", [str(d) for d in range(10)]),
         "tta": tta,
         "members": cards,
         "training_seconds": sum(c["training_seconds"] or 0 for c in cards),
@@ -196,6 +203,8 @@ def export_ensemble(
     }
     if reproduce:
         card["reproduce"] = reproduce
+    if calibration_data is not None:
+        card["calibration"] = calibrate_on(ensemble, calibration_data)
     out = Path(out)
     onnx_path = out if out.suffix == ".onnx" else out / "model.onnx"
     card_path = out.with_suffix(".card.json") if out.suffix == ".onnx" else out / "model.card.json"
@@ -203,3 +212,82 @@ def export_ensemble(
     card["onnx_max_abs_diff"] = onnx_max_abs_diff(path, test_images, probabilities)
     write_json_atomic(card_path, card)
     return path, card
+
+
+@dataclass
+class CalibrationData:
+    """Held-out images for calibration: MNIST validation digits, photographed validation
+    digits, and non-digits (uint8 N x 28 x 28 each, already in MNIST form)."""
+
+    mnist_x: np.ndarray
+    mnist_y: np.ndarray
+    realistic_x: np.ndarray
+    realistic_y: np.ndarray
+    negatives_x: np.ndarray
+
+    @classmethod
+    def from_validation(
+        cls, images: np.ndarray, labels: np.ndarray, realistic: int = 3000, negatives: int = 2000, seed: int = 1
+    ) -> CalibrationData:
+        """Build it from the validation split: photographed digits and non-digits made from it."""
+        from .synth import non_digits, realistic_digits
+
+        real_x, real_y = realistic_digits(images, labels, realistic, seed)
+        return cls(images, labels.astype(np.int64), real_x, real_y, non_digits(images, negatives, seed))
+
+
+# The default threshold accepts at least this share of photographed validation digits.
+ACCEPT_REALISTIC = 0.99
+
+
+def calibrate_on(model: nn.Module, data: CalibrationData) -> dict[str, Any]:
+    """Fit a temperature on all held-out images and pick the reject threshold.
+
+    The temperature minimizes the negative log-likelihood over MNIST validation digits,
+    photographed validation digits and (for 11-class models) non-digits labelled "not a
+    digit". The threshold is the highest one, on a 0.05 grid, that still accepts
+    ``ACCEPT_REALISTIC`` of the photographed validation digits.
+    """
+    from .calibrate import apply_temperature, expected_calibration_error, fit_temperature
+
+    parts = {
+        "mnist": (data.mnist_x, data.mnist_y),
+        "realistic": (data.realistic_x, data.realistic_y),
+    }
+    raw = {name: torch_probabilities(model, x, outputs_probabilities=True) for name, (x, _) in parts.items()}
+    classes = raw["mnist"].shape[1]
+    if classes > 10:
+        parts["non-digits"] = (data.negatives_x, np.full(len(data.negatives_x), 10, np.int64))
+        raw["non-digits"] = torch_probabilities(model, data.negatives_x, outputs_probabilities=True)
+    everything = np.concatenate(list(raw.values()))
+    labels = np.concatenate([y for _, y in parts.values()])
+    temperature = fit_temperature(everything, labels)
+    scaled = {name: apply_temperature(p, temperature) for name, p in raw.items()}
+
+    def accepted(probabilities: np.ndarray, threshold: float) -> np.ndarray:
+        digits = probabilities[:, :10]
+        confident = digits.max(axis=1) >= threshold
+        if probabilities.shape[1] > 10:
+            confident &= probabilities[:, 10] <= digits.max(axis=1)
+        return confident
+
+    grid = np.round(np.arange(0.05, 1.0, 0.05), 2)
+    threshold = max(
+        (t for t in grid if accepted(scaled["realistic"], t).mean() >= ACCEPT_REALISTIC), default=float(grid[0])
+    )
+    report: dict[str, Any] = {
+        "method": "temperature scaling, fitted on held-out validation images",
+        "temperature": round(temperature, 4),
+        "threshold": float(threshold),
+        "threshold_rule": f"highest threshold accepting >= {ACCEPT_REALISTIC:.0%} of photographed validation digits",
+        "validation": {},
+    }
+    for name, (_, y) in parts.items():
+        entry = {
+            "n": len(y),
+            "ece_before": round(expected_calibration_error(raw[name], y), 5),
+            "ece_after": round(expected_calibration_error(scaled[name], y), 5),
+        }
+        entry["accepted_at_threshold"] = round(float(accepted(scaled[name], threshold).mean()), 4)
+        report["validation"][name] = entry
+    return report

@@ -65,6 +65,12 @@ class Recipe:
     thickness: float = 0.0  # share of each batch whose strokes are thickened or thinned
     ema: float = 0.0  # decay of the weights' exponential moving average (0: no EMA)
     fast_cpu: bool = False  # channels_last and bf16 autocast where the CPU has bf16 units
+    # Reading people's images (``--handwriting``): shares of each batch replaced by
+    # photographed-and-preprocessed training digits and by non-digits (an 11th class), and
+    # photo degradations (blur, noise, contrast, erasure) on part of the batch.
+    realistic: float = 0.0
+    negatives: float = 0.0
+    photo: bool = False
 
 
 @dataclass(frozen=True)
@@ -87,10 +93,18 @@ def register(name: str, recipe: Recipe, summary: str) -> Callable[[Callable[...,
     return decorate
 
 
-def build_model(name: str, normalization: str = "scale01") -> nn.Module:
+# Output classes: the ten digits, and for models trained with non-digits an eleventh,
+# "not a digit", which lets the recognizer decline letters, scribbles and shapes.
+DIGITS = 10
+NOT_A_DIGIT = 10
+
+
+def build_model(name: str, normalization: str = "scale01", classes: int = DIGITS) -> nn.Module:
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose from {', '.join(MODELS)}")
-    return MODELS[name].build(normalization=normalization)
+    if classes not in (DIGITS, DIGITS + 1):
+        raise ValueError(f"a digit model has 10 or 11 outputs, not {classes}")
+    return MODELS[name].build(normalization=normalization, classes=classes)
 
 
 @register(
@@ -98,7 +112,7 @@ def build_model(name: str, normalization: str = "scale01") -> nn.Module:
     Recipe(epochs=3, batch_size=32, lr=1e-3),
     "the classic tutorial MLP: Flatten, Dense 128 ReLU, Dense 128 ReLU, Dense 10",
 )
-def mlp(normalization: str = "scale01") -> nn.Module:
+def mlp(normalization: str = "scale01", classes: int = DIGITS) -> nn.Module:
     """Exactly the Keras tutorial's network; softmax lives in the loss and in the export."""
     return nn.Sequential(
         InputNorm(normalization),
@@ -107,7 +121,7 @@ def mlp(normalization: str = "scale01") -> nn.Module:
         nn.ReLU(),
         nn.Linear(128, 128),
         nn.ReLU(),
-        nn.Linear(128, 10),
+        nn.Linear(128, classes),
     )
 
 
@@ -132,7 +146,7 @@ def _conv_block(cin: int, cout: int, kernel: int = 3) -> list[nn.Module]:
     ),
     "compact CNN: 3 conv+BN stages (32-64-128) with pooling, dense 128, about 0.3 M parameters",
 )
-def cnn(normalization: str = "scale01") -> nn.Module:
+def cnn(normalization: str = "scale01", classes: int = DIGITS) -> nn.Module:
     """Compact and fast on a CPU: about 8 M multiply-adds per image.
 
     The first 5x5 convolution sees a whole stroke width at full resolution; each later stage
@@ -151,7 +165,7 @@ def cnn(normalization: str = "scale01") -> nn.Module:
         nn.Linear(128 * 3 * 3, 128),
         nn.ReLU(),
         nn.Dropout(0.3),
-        nn.Linear(128, 10),
+        nn.Linear(128, classes),
     )
 
 
@@ -189,7 +203,7 @@ class Residual(nn.Module):
     ),
     "residual CNN: 32-48-96 channels, a residual block at 14x14 and at 7x7, BatchNorm, about 0.5 M parameters",
 )
-def resnet(normalization: str = "scale01") -> nn.Module:
+def resnet(normalization: str = "scale01", classes: int = DIGITS) -> nn.Module:
     """The strongest model: the cnn's three stages plus a residual block at 14x14 and at 7x7.
 
     Why residual blocks: a second pair of 3x3 convolutions at each resolution widens the
@@ -211,5 +225,5 @@ def resnet(normalization: str = "scale01") -> nn.Module:
         nn.MaxPool2d(2),
         nn.Flatten(),
         nn.Dropout(0.2),
-        nn.Linear(96 * 3 * 3, 10),
+        nn.Linear(96 * 3 * 3, classes),
     )

@@ -17,11 +17,15 @@ from typing import Any
 
 import numpy as np
 
+from .calibrate import apply_temperature
 from .errors import InkdigitsError, ModelError
 from .images import DEFAULT_MAX_PIXELS, ImageInput, describe, load_image
 from .preprocess import Preprocessed, to_mnist
 
 CARD_KEY = "inkdigits.card"  # same key the exporter writes; repeated to keep torch out
+# Without a threshold in the model card: report a digit only when it is more likely than
+# all the alternatives together.
+DEFAULT_THRESHOLD = 0.5
 
 
 def bundled_model_path() -> Path:
@@ -44,7 +48,10 @@ def _resolve(path: str | os.PathLike[str] | None) -> Path:
 
 
 class OnnxModel:
-    """An ONNX digit classifier: (N, 1, 28, 28) float32 in [0, 1] -> (N, 10) probabilities."""
+    """An ONNX digit classifier: (N, 1, 28, 28) float32 in [0, 1] -> (N, 10 or 11) probabilities.
+
+    An eleventh output, where present, is the probability of "not a digit".
+    """
 
     def __init__(self, session: Any, path: Path) -> None:
         self.session = session
@@ -72,6 +79,10 @@ class OnnxModel:
         _check_signature(session, resolved)
         return cls(session, resolved)
 
+    @property
+    def classes(self) -> int:
+        return int(self.session.get_outputs()[0].shape[1])
+
     def probabilities(self, batch: np.ndarray) -> np.ndarray:
         """``batch``: (N, 28, 28) or (N, 1, 28, 28) float32 in [0, 1]."""
         x = np.ascontiguousarray(batch, dtype=np.float32).reshape(-1, 1, 28, 28)
@@ -83,29 +94,32 @@ class OnnxModel:
             self.probabilities(images[start : start + batch].astype(np.float32) / 255.0)
             for start in range(0, len(images), batch)
         ]
-        return np.concatenate(chunks) if chunks else np.zeros((0, 10), np.float32)
+        return np.concatenate(chunks) if chunks else np.zeros((0, self.classes), np.float32)
 
 
 def _check_signature(session: Any, path: Path) -> None:
     inputs, outputs = session.get_inputs(), session.get_outputs()
     shape_in = list(inputs[0].shape) if inputs else []
     shape_out = list(outputs[0].shape) if outputs else []
-    if len(inputs) != 1 or shape_in[1:] != [1, 28, 28] or len(shape_out) != 2 or shape_out[1] != 10:
+    if len(inputs) != 1 or shape_in[1:] != [1, 28, 28] or len(shape_out) != 2 or shape_out[1] not in (10, 11):
         raise ModelError(
             f"{path} is an ONNX model but not a digit classifier "
-            f"(it takes {shape_in} and gives {shape_out}; inkdigits needs [N, 1, 28, 28] -> [N, 10])."
+            f"(it takes {shape_in} and gives {shape_out}; inkdigits needs [N, 1, 28, 28] -> [N, 10] or [N, 11])."
         )
 
 
 @dataclass
 class Prediction:
-    """One digit read from one image."""
+    """One digit read from one image, or a reasoned refusal to read one."""
 
-    digit: int
-    confidence: float
-    probabilities: np.ndarray  # (10,) float32, sums to 1
+    digit: int  # the most likely digit, also when rejected
+    confidence: float  # its calibrated probability
+    probabilities: np.ndarray  # (10,) float32: each digit's calibrated probability
     source: str = ""
     box: tuple[int, int, int, int] | None = None  # ink's [x, y, w, h] in input pixels
+    not_digit: float = 0.0  # probability that the image shows no single digit (11-class models)
+    rejected: bool = False
+    reason: str | None = None  # why it was rejected
     model_input: np.ndarray | None = field(default=None, repr=False)  # the 28x28 the model saw
     stages: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
@@ -117,6 +131,9 @@ class Prediction:
         return {
             "digit": self.digit,
             "confidence": round(self.confidence, 6),
+            "rejected": self.rejected,
+            "reason": self.reason,
+            "not_digit": round(self.not_digit, 6),
             "probabilities": [round(float(p), 6) for p in self.probabilities],
             "box": list(self.box) if self.box else None,
         }
@@ -130,9 +147,14 @@ class Recognizer:
     7
     """
 
-    def __init__(self, model: OnnxModel, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+    def __init__(self, model: OnnxModel, max_pixels: int = DEFAULT_MAX_PIXELS, threshold: float | None = None) -> None:
         self.model = model
         self.max_pixels = max_pixels
+        calibration = model.card.get("calibration") or {}
+        self.temperature = float(calibration.get("temperature", 1.0))
+        self.threshold = float(threshold if threshold is not None else calibration.get("threshold", DEFAULT_THRESHOLD))
+        if not 0.0 <= self.threshold <= 1.0:
+            raise ValueError(f"the threshold is a probability between 0 and 1, not {self.threshold}")
 
     @classmethod
     def load(
@@ -140,9 +162,14 @@ class Recognizer:
         path: str | os.PathLike[str] | None = None,
         max_pixels: int = DEFAULT_MAX_PIXELS,
         threads: int | None = None,
+        threshold: float | None = None,
     ) -> Recognizer:
-        """Load an ONNX model file or a training run folder; ``None`` loads the bundled model."""
-        return cls(OnnxModel.load(path, threads), max_pixels)
+        """Load an ONNX model file or a training run folder; ``None`` loads the bundled model.
+
+        ``threshold``: the least calibrated confidence at which a digit is reported as read
+        (default: the model card's, else 0.5); below it, the answer is rejected.
+        """
+        return cls(OnnxModel.load(path, threads), max_pixels, threshold)
 
     @property
     def card(self) -> dict[str, Any]:
@@ -160,8 +187,8 @@ class Recognizer:
     def predict(self, image: ImageInput, keep_stages: bool = False) -> Prediction:
         """The digit in ``image``, its confidence and all ten probabilities."""
         prepared = self.preprocess(image, keep_stages)
-        probabilities = self.model.probabilities(prepared.digit[None])[0]
-        return _prediction(probabilities, prepared, describe(image))
+        probabilities = self.calibrated(self.model.probabilities(prepared.digit[None]))[0]
+        return self._prediction(probabilities, prepared, describe(image))
 
     def predict_batch(
         self, images: Iterable[ImageInput], return_errors: bool = False, keep_stages: bool = False
@@ -182,24 +209,38 @@ class Recognizer:
                     raise
                 results.append(exc)
         if ready:
-            batch = np.stack([prepared.digit for _, prepared, _ in ready])
-            for (slot, prepared, name), probabilities in zip(ready, self.model.probabilities(batch), strict=True):
-                results[slot] = _prediction(probabilities, prepared, name)
+            batch = self.calibrated(self.model.probabilities(np.stack([prepared.digit for _, prepared, _ in ready])))
+            for (slot, prepared, name), probabilities in zip(ready, batch, strict=True):
+                results[slot] = self._prediction(probabilities, prepared, name)
         return results
 
     def classify_mnist(self, images: np.ndarray) -> np.ndarray:
-        """Probabilities for images already in MNIST form (uint8 N x 28 x 28), no preprocessing."""
-        return self.model.probabilities_uint8(images)
+        """Calibrated probabilities for images already in MNIST form (uint8 N x 28 x 28)."""
+        return self.calibrated(self.model.probabilities_uint8(images))
 
+    def calibrated(self, probabilities: np.ndarray) -> np.ndarray:
+        """Temperature-scaled probabilities (the card's temperature; 1.0 leaves them as they are)."""
+        return apply_temperature(probabilities, self.temperature)
 
-def _prediction(probabilities: np.ndarray, prepared: Preprocessed, source: str) -> Prediction:
-    digit = int(np.argmax(probabilities))
-    return Prediction(
-        digit=digit,
-        confidence=float(probabilities[digit]),
-        probabilities=probabilities.astype(np.float32),
-        source=source,
-        box=prepared.box,
-        model_input=prepared.digit,
-        stages=prepared.stages,
-    )
+    def _prediction(self, probabilities: np.ndarray, prepared: Preprocessed, source: str) -> Prediction:
+        digits = probabilities[:10]
+        digit = int(np.argmax(digits))
+        confidence = float(digits[digit])
+        not_digit = float(probabilities[10]) if len(probabilities) > 10 else 0.0
+        reason = None
+        if not_digit > confidence:
+            reason = f"it looks like something other than one digit ({not_digit:.0%} sure)"
+        elif confidence < self.threshold:
+            reason = f"too unsure: {confidence:.0%} for {digit}, below the {self.threshold:.0%} threshold"
+        return Prediction(
+            digit=digit,
+            confidence=confidence,
+            probabilities=digits.astype(np.float32),
+            source=source,
+            box=prepared.box,
+            not_digit=not_digit,
+            rejected=reason is not None,
+            reason=reason,
+            model_input=prepared.digit,
+            stages=prepared.stages,
+        )

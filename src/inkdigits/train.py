@@ -34,16 +34,24 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import __version__
-from .augment import AugmentSettings, augment_batch
+from .augment import AugmentSettings, augment_batch, photo_degrade
 from .checkpoint import load_checkpoint, read_meta, save_checkpoint
 from .data import Mnist
 from .evaluate import classification_metrics
 from .export import export_onnx, onnx_max_abs_diff, torch_probabilities
 from .fsutil import write_json_atomic
-from .models import MODELS, Recipe, build_model
+from .models import DIGITS, MODELS, NOT_A_DIGIT, Recipe, build_model
 from .progress import Progress
 
 EpochHook = Callable[[int, nn.Module, dict[str, float]], None]
+
+# ``--handwriting``: a fifth of each batch photographed-and-preprocessed training digits, a
+# tenth non-digits, and camera degradations on half of the batch: enough for the model to
+# learn the new material while most of each batch is still plain MNIST, whose accuracy must
+# not fall. The banks come from the training split only.
+HANDWRITING = {"realistic": 0.2, "negatives": 0.1, "photo": True}
+BANK_REALISTIC = 20_000
+BANK_NEGATIVES = 12_000
 
 
 @dataclass
@@ -57,6 +65,7 @@ class TrainConfig:
     normalization: str = "scale01"
     augment: bool | None = None
     ema: float | None = None
+    handwriting: bool = False  # realistic digits, non-digits (11th class), photo degradations
     precision: str = "auto"  # "auto" (bf16 where the recipe and CPU allow), "fp32", "bf16"
     limit: int | None = None  # train on the first N training images only (quick runs, tests)
     threads: int | None = None
@@ -70,7 +79,10 @@ class TrainConfig:
             "augment": self.augment,
             "ema": self.ema,
         }
-        return replace(base, **{k: v for k, v in overrides.items() if v is not None})
+        recipe = replace(base, **{k: v for k, v in overrides.items() if v is not None})
+        if self.handwriting:
+            recipe = replace(recipe, **HANDWRITING)
+        return recipe
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
@@ -264,7 +276,9 @@ class Trainer:
         torch.manual_seed(config.seed)
         self.bf16 = use_bf16(config, self.recipe, self.device)
         self.memory_format = torch.channels_last if self.recipe.fast_cpu else torch.contiguous_format
+        self.classes = DIGITS + 1 if self.recipe.negatives > 0 else DIGITS
         self._split()
+        self._make_banks()
 
         self.model = self._new_model()
         self.ema = Ema(self.model, self.recipe.ema, self._new_model()) if self.recipe.ema > 0 else None
@@ -282,7 +296,7 @@ class Trainer:
         self.meta = self._base_meta()
 
     def _new_model(self) -> nn.Module:
-        model = build_model(self.config.model, self.config.normalization)
+        model = build_model(self.config.model, self.config.normalization, self.classes)
         return model.to(self.device, memory_format=self.memory_format)
 
     def _split(self) -> None:
@@ -297,10 +311,42 @@ class Trainer:
         self.train_x, self.train_y = train_x.to(self.device), train_y.to(self.device)
         self.samples_per_rank = len(self.train_x) // self.ddp.world
 
+    def _make_banks(self) -> None:
+        """Photographed training digits and non-digits, made from the training split only."""
+        self.real_x = self.real_y = self.neg_x = None
+        if not (self.recipe.realistic or self.recipe.negatives):
+            return
+        from .synth import cached_banks
+
+        images, labels = self.train_x.cpu().numpy(), self.train_y.cpu().numpy()
+        share = min(1.0, len(images) / 55_000)
+        banks = cached_banks(
+            images, labels, max(100, int(BANK_REALISTIC * share)), max(100, int(BANK_NEGATIVES * share)), seed=0
+        )
+        self.real_x = torch.from_numpy(banks["real_x"]).to(self.device)
+        self.real_y = torch.from_numpy(banks["real_y"]).to(self.device)
+        self.neg_x = torch.from_numpy(banks["neg_x"]).to(self.device)
+
+    def _mix_banks(self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator) -> None:
+        """Overwrite the head of a batch with bank images, in place (the order is random anyway)."""
+        n = len(y)
+        real = round(self.recipe.realistic * n) if self.real_x is not None else 0
+        negative = round(self.recipe.negatives * n) if self.neg_x is not None else 0
+        if real:
+            pick = torch.randint(0, len(self.real_x), (real,), generator=generator).to(self.device)
+            x[:real] = to_batch(self.real_x[pick], self.memory_format)
+            y[:real] = self.real_y[pick]
+        if negative:
+            pick = torch.randint(0, len(self.neg_x), (negative,), generator=generator).to(self.device)
+            x[real : real + negative] = to_batch(self.neg_x[pick], self.memory_format)
+            y[real : real + negative] = NOT_A_DIGIT
+
     def _base_meta(self) -> dict[str, Any]:
         return {
             "architecture": self.config.model,
             "summary": MODELS[self.config.model].summary,
+            "classes": self.classes,
+            "labels": [str(d) for d in range(DIGITS)] + (["not a digit"] if self.classes > DIGITS else []),
             "normalization": self.config.normalization,
             "input": {"shape": [None, 1, 28, 28], "dtype": "float32", "range": [0, 1], "ink": "white on black"},
             "recipe": {
@@ -380,8 +426,12 @@ class Trainer:
             for step, start in enumerate(range(0, len(order), self.per_rank_batch)):
                 index = order[start : start + self.per_rank_batch]
                 x, y = to_batch(self.train_x[index], self.memory_format), self.train_y[index]
+                if self.real_x is not None:
+                    self._mix_banks(x, y, augment_rng)
                 if self.recipe.augment:
                     x = augment_batch(x, self.augment, augment_rng).contiguous(memory_format=self.memory_format)
+                if self.recipe.photo:
+                    x = photo_degrade(x, 0.5, augment_rng).contiguous(memory_format=self.memory_format)
                 with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
                     logits = self.net(x)
                     loss = F.cross_entropy(logits.float(), y, label_smoothing=self.recipe.label_smoothing)
@@ -437,7 +487,7 @@ class Trainer:
         if self.config.val and self.history:
             metrics["val"] = {"accuracy": self.history[-1]["val_accuracy"], "loss": self.history[-1]["val_loss"]}
         self.meta["metrics"] = metrics
-        export_model = build_model(self.config.model, self.config.normalization)
+        export_model = build_model(self.config.model, self.config.normalization, self.classes)
         export_model.load_state_dict(model.state_dict())
         export_onnx(export_model.eval(), self.folder / "model.onnx", self.meta)
         self.meta["onnx_max_abs_diff"] = onnx_max_abs_diff(

@@ -17,6 +17,7 @@ def serve(
     model: str | os.PathLike[str] | None = None,
     limits: Limits | None = None,
     log_level: str = "info",
+    threshold: float | None = None,
 ) -> None:
     """Load the model once, warm it up, then open the port; SIGTERM shuts down gracefully."""
     try:
@@ -27,7 +28,7 @@ def serve(
 
     limits = limits or Limits()
     # One onnxruntime thread per request: the pool already runs one request per core.
-    recognizer = Recognizer.load(model, max_pixels=limits.max_pixels, threads=1)
+    recognizer = Recognizer.load(model, max_pixels=limits.max_pixels, threads=1, threshold=threshold)
     milliseconds = warm_up(recognizer)
     print(
         f"inkdigits: model warm ({milliseconds:.1f} ms per prediction); serving http://{host}:{port}/",

@@ -1,0 +1,330 @@
+"""Synthetic training material for reading people's images (numpy, OpenCV, Pillow; no torch).
+
+MNIST holds clean, centred, scanned digits. People send photos: coloured ink, paper grain,
+uneven light, blur, noise, JPEG, boards; and sometimes no digit at all. Two banks of 28x28
+images teach a model about that world, both made by drawing something on a simulated page
+and passing the page through inkdigits' own preprocessing, so the model learns from exactly
+the kind of input it will be given, the preprocessing's own artefacts included:
+
+- ``realistic_digits``: MNIST *training* digits, photographed.
+- ``non_digits``: things that are not one digit: letters from printed fonts, scribbles,
+  shapes, two or three digits side by side, and blank pages whose grain or shadows get
+  through the preprocessing. They are the examples of the "not a digit" class.
+
+The letter fonts (DejaVu, Liberation, Femke Klaver) are disjoint from the handwriting font
+families that ``benchmarks/realistic.py`` and ``benchmarks/nondigits.py`` test with, so
+those benchmarks measure generalization, not recall. Everything derives from one seed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from .data import cache_dir
+from .errors import NoDigitError
+from .fsutil import atomic_write
+from .preprocess import to_mnist
+
+BANK_VERSION = 2
+FONT_ROOT = Path("/usr/share/fonts")
+TRAINING_FONT_FAMILIES = ("truetype/dejavu", "truetype/liberation", "truetype/femkeklaver")
+# Letters that are drawn exactly like a digit (O and 0, l and 1) are neither digits nor
+# non-digits: no reader can tell them apart out of context.
+LETTERS = "".join(c for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz" if c not in "OoIl")
+NON_DIGIT_KINDS = ("letter", "scribble", "shape", "several digits", "blank page")
+NON_DIGIT_SHARES = (0.35, 0.15, 0.2, 0.15, 0.15)
+
+
+def training_fonts() -> list[Path]:
+    fonts: list[Path] = []
+    for family in TRAINING_FONT_FAMILIES:
+        folder = FONT_ROOT / family
+        if folder.is_dir():
+            fonts += sorted(p for p in folder.iterdir() if p.suffix in (".ttf", ".otf") and "Math" not in p.name)
+    return fonts
+
+
+# ---- ink masks (float32, 1 = ink) ---------------------------------------------------------
+
+
+def mnist_mask(image: np.ndarray, height: int, rng: np.random.Generator) -> np.ndarray:
+    """An MNIST digit enlarged to ``height`` pixels, with a crisp pen edge and a varied stroke."""
+    ys, xs = np.nonzero(image > 30)
+    crop = image[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1].astype(np.float32) / 255
+    scale = height / crop.shape[0]
+    size = (max(2, round(crop.shape[1] * scale)), max(2, height))
+    mask = cv2.resize(crop, size, interpolation=cv2.INTER_CUBIC)
+    mask = np.clip((mask - rng.uniform(0.2, 0.5)) * rng.uniform(2, 4), 0, 1)
+    grow = int(rng.integers(-1, 3)) * max(1, height // 40)
+    if grow > 0:
+        mask = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (grow + 1, grow + 1)))
+    elif grow < 0 and height > 50:
+        mask = cv2.erode(mask, np.ones((2, 2), np.uint8))
+    return mask
+
+
+def letter_mask(letter: str, font: Path, height: int, rng: np.random.Generator) -> np.ndarray:
+    face = ImageFont.truetype(str(font), 96)
+    canvas = Image.new("L", (220, 220), 0)
+    ImageDraw.Draw(canvas).text(
+        (40, 20), letter, fill=255, font=face, stroke_width=int(rng.integers(0, 4)), stroke_fill=255
+    )
+    mask = np.asarray(canvas.rotate(float(rng.uniform(-15, 15)), resample=Image.BICUBIC), np.float32) / 255
+    return _fit_height(mask, height)
+
+
+def _pen(rng: np.random.Generator, size: int) -> int:
+    return max(1, int(size * rng.uniform(0.04, 0.12)))
+
+
+def scribble_mask(height: int, rng: np.random.Generator) -> np.ndarray:
+    """A smooth random stroke or two: the doodles and crossings-out people leave."""
+    size = 100
+    canvas = np.zeros((size, size), np.uint8)
+    for _ in range(int(rng.integers(1, 3))):
+        points = rng.uniform(10, 90, (int(rng.integers(4, 10)), 2))
+        t = np.linspace(0, 1, 60)
+        # Catmull-Rom-like smoothing by resampling a polyline through its points.
+        curve = np.stack([np.interp(t * (len(points) - 1), np.arange(len(points)), points[:, k]) for k in (0, 1)], 1)
+        curve = cv2.GaussianBlur(curve.reshape(-1, 1, 2).astype(np.float32), (1, 9), 0).reshape(-1, 2)
+        cv2.polylines(canvas, [curve.astype(np.int32)], False, 255, _pen(rng, size), cv2.LINE_AA)
+    return _fit_height(canvas.astype(np.float32) / 255, height)
+
+
+def shape_mask(height: int, rng: np.random.Generator) -> np.ndarray:
+    """An outline or mark that is not a digit: boxes, triangles, stars, crosses, arrows, ..."""
+    size = 100
+    canvas = np.zeros((size, size), np.uint8)
+    pen = _pen(rng, size)
+    kind = int(rng.integers(0, 15))
+    jitter = rng.uniform(-6, 6, (12, 2))
+    if kind == 0:  # box
+        pts = np.array([[15, 20], [85, 20], [85, 80], [15, 80]]) + jitter[:4]
+        cv2.polylines(canvas, [pts.astype(np.int32)], True, 255, pen, cv2.LINE_AA)
+    elif kind == 1:  # triangle
+        pts = np.array([[50, 12], [88, 85], [12, 85]]) + jitter[:3]
+        cv2.polylines(canvas, [pts.astype(np.int32)], True, 255, pen, cv2.LINE_AA)
+    elif kind == 2:  # star
+        angles = np.linspace(-np.pi / 2, 3.5 * np.pi, 6)[:5]
+        outer = np.stack([50 + 40 * np.cos(angles), 50 + 40 * np.sin(angles)], 1)
+        cv2.polylines(canvas, [outer[[0, 2, 4, 1, 3]].astype(np.int32)], True, 255, pen, cv2.LINE_AA)
+    elif kind == 3:  # plus
+        cv2.line(canvas, (50, 12), (50, 88), 255, pen, cv2.LINE_AA)
+        cv2.line(canvas, (12, 50), (88, 50), 255, pen, cv2.LINE_AA)
+    elif kind == 4:  # x
+        cv2.line(canvas, (15, 15), (85, 85), 255, pen, cv2.LINE_AA)
+        cv2.line(canvas, (85, 15), (15, 85), 255, pen, cv2.LINE_AA)
+    elif kind == 5:  # arrow
+        cv2.arrowedLine(canvas, (12, 70), (88, 30), 255, pen, cv2.LINE_AA, tipLength=0.35)
+    elif kind == 6:  # hash
+        for a in (35, 65):
+            cv2.line(canvas, (a, 10), (a - 8, 90), 255, pen, cv2.LINE_AA)
+            cv2.line(canvas, (10, a), (90, a), 255, pen, cv2.LINE_AA)
+    elif kind == 7:  # spiral
+        t = np.linspace(0, 5 * np.pi, 120)
+        r = 4 + 40 * t / t.max()
+        pts = np.stack([50 + r * np.cos(t), 50 + r * np.sin(t)], 1)
+        cv2.polylines(canvas, [pts.astype(np.int32)], False, 255, max(1, pen // 2), cv2.LINE_AA)
+    elif kind == 8:  # zigzag or wave
+        x = np.linspace(10, 90, 40)
+        y = 50 + 25 * (np.sin(x / rng.uniform(4, 9)) if rng.random() < 0.5 else np.sign(np.sin(x / 6)) * 0.8)
+        cv2.polylines(canvas, [np.stack([x, y], 1).astype(np.int32)], False, 255, pen, cv2.LINE_AA)
+    elif kind == 9:  # smiley: a face, not a zero
+        cv2.circle(canvas, (50, 50), 38, 255, pen, cv2.LINE_AA)
+        cv2.circle(canvas, (36, 40), max(2, pen), 255, -1)
+        cv2.circle(canvas, (64, 40), max(2, pen), 255, -1)
+        cv2.ellipse(canvas, (50, 58), (20, 14), 0, 10, 170, 255, pen, cv2.LINE_AA)
+    elif kind == 10:  # a polygon: straight sides and corners, unlike a zero's oval
+        sides = int(rng.integers(4, 9))
+        angles = np.linspace(0, 2 * np.pi, sides, endpoint=False) + rng.uniform(0, np.pi)
+        pts = np.stack([50 + 40 * np.cos(angles), 50 + 40 * np.sin(angles)], 1) + jitter[:sides] * 0.5
+        cv2.polylines(canvas, [pts.astype(np.int32)], True, 255, pen, cv2.LINE_AA)
+    elif kind == 11:  # heart
+        t = np.linspace(0, 2 * np.pi, 80)
+        x = 16 * np.sin(t) ** 3
+        y = 13 * np.cos(t) - 5 * np.cos(2 * t) - 2 * np.cos(3 * t) - np.cos(4 * t)
+        pts = np.stack([50 + 2.4 * x, 48 - 2.4 * y], 1)
+        cv2.polylines(canvas, [pts.astype(np.int32)], True, 255, pen, cv2.LINE_AA)
+    elif kind == 12:  # dots
+        for x, y in rng.uniform(12, 88, (int(rng.integers(4, 16)), 2)):
+            cv2.circle(canvas, (int(x), int(y)), max(2, pen), 255, -1, cv2.LINE_AA)
+    elif kind == 13:  # check mark
+        pts = np.array([[15, 55], [40, 85], [88, 15]]) + jitter[:3]
+        cv2.polylines(canvas, [pts.astype(np.int32)], False, 255, pen, cv2.LINE_AA)
+    else:  # an ink blot
+        blob = cv2.GaussianBlur(rng.random((100, 100)).astype(np.float32), (0, 0), 8)
+        canvas[blob > np.percentile(blob, rng.uniform(70, 90))] = 255
+    return _fit_height(canvas.astype(np.float32) / 255, height)
+
+
+def several_digits_mask(images: np.ndarray, height: int, rng: np.random.Generator) -> np.ndarray:
+    """Two or three MNIST training digits side by side, touching or a little apart."""
+    picks = rng.integers(0, len(images), int(rng.integers(2, 4)))
+    parts = [mnist_mask(images[i], height, rng) for i in picks]
+    gap = int(height * rng.uniform(-0.1, 0.25))
+    width = sum(p.shape[1] for p in parts) + gap * (len(parts) - 1) + 2 * abs(gap)
+    canvas = np.zeros((height, max(width, height)), np.float32)
+    x = abs(gap)
+    for part in parts:
+        w = min(part.shape[1], canvas.shape[1] - x)
+        canvas[:, x : x + w] = np.maximum(canvas[:, x : x + w], part[:, :w])
+        x += part.shape[1] + gap
+    return canvas
+
+
+def _fit_height(mask: np.ndarray, height: int) -> np.ndarray:
+    ys, xs = np.nonzero(mask > 0.2)
+    if len(ys) == 0:
+        return np.zeros((height, height), np.float32)
+    crop = mask[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
+    scale = height / max(crop.shape)
+    size = (max(2, round(crop.shape[1] * scale)), max(2, round(crop.shape[0] * scale)))
+    return cv2.resize(crop, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+
+
+# ---- the simulated photograph ---------------------------------------------------------------
+
+
+def photograph(mask: np.ndarray | None, rng: np.random.Generator, shape: tuple[int, int] | None = None) -> np.ndarray:
+    """Ink ``mask`` on a page, as a camera or scanner would give it (RGB uint8).
+
+    ``mask=None`` photographs an empty page of ``shape``.
+    """
+    if mask is None:
+        assert shape is not None
+        height, width = shape
+        mask = np.zeros(shape, np.float32)
+    else:
+        margin = rng.uniform(1.15, 2.2)
+        height = max(mask.shape[0] + 2, int(mask.shape[0] * margin))
+        width = max(mask.shape[1] + 2, int(max(mask.shape[1], mask.shape[0]) * margin * rng.uniform(0.8, 1.3)))
+        page = np.zeros((height, width), np.float32)
+        top = int(rng.integers(0, height - mask.shape[0] + 1))
+        left = int(rng.integers(0, width - mask.shape[1] + 1))
+        page[top : top + mask.shape[0], left : left + mask.shape[1]] = mask
+        mask = page
+    board = rng.random() < 0.15
+    if board:
+        paper = rng.uniform(0.05, 0.3, 3)
+        ink = rng.uniform(0.75, 1.0, 3)
+    else:
+        paper = rng.uniform(0.8, 1.0, 3)
+        ink = rng.uniform(0.0, 0.45, 3) if rng.random() < 0.7 else rng.uniform(0.0, 0.7, 3) * rng.random(3)
+    strength = mask * rng.uniform(0.55, 1.0)
+    grain = cv2.GaussianBlur(rng.normal(0, 1, (height, width)).astype(np.float32), (0, 0), 1.5)
+    rgb = paper + grain[..., None] * rng.uniform(0.0, 0.03)
+    rgb = rgb * (1 - strength[..., None]) + ink * strength[..., None]
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    angle = rng.uniform(0, 2 * np.pi)
+    ramp = np.cos(angle) * xx / width + np.sin(angle) * yy / height
+    ramp = (ramp - ramp.min()) / max(1e-6, float(np.ptp(ramp)))
+    rgb = rgb * (1 - rng.uniform(0, 0.35) * ramp)[..., None]
+    if rng.random() < 0.5:
+        rgb = cv2.GaussianBlur(rgb.astype(np.float32), (0, 0), rng.uniform(0.3, 1.5))
+    rgb = rgb + rng.normal(0, rng.uniform(0, 0.04), rgb.shape)
+    out = (np.clip(rgb, 0, 1) * 255).round().astype(np.uint8)
+    if rng.random() < 0.5:
+        buffer = io.BytesIO()
+        Image.fromarray(out).save(buffer, format="JPEG", quality=int(rng.integers(40, 95)))
+        out = np.asarray(Image.open(buffer).convert("RGB"))
+    return out
+
+
+def _as_mnist(rgb: np.ndarray) -> np.ndarray | None:
+    """The page through inkdigits' own preprocessing, as uint8; None if it finds no digit."""
+    try:
+        digit = to_mnist(rgb.astype(np.float32) / 255).digit
+    except NoDigitError:
+        return None
+    return (digit * 255).round().astype(np.uint8)
+
+
+# ---- banks ----------------------------------------------------------------------------------
+
+
+def realistic_digits(images: np.ndarray, labels: np.ndarray, count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``count`` photographed MNIST training digits, preprocessed: (N, 28, 28) uint8, labels."""
+    rng = np.random.default_rng([seed, 1])
+    out, out_labels = [], []
+    while len(out) < count:
+        pick = int(rng.integers(0, len(images)))
+        height = int(np.exp(rng.uniform(np.log(18), np.log(160))))
+        digit = _as_mnist(photograph(mnist_mask(images[pick], height, rng), rng))
+        if digit is not None:
+            out.append(digit)
+            out_labels.append(int(labels[pick]))
+    return np.stack(out), np.array(out_labels, np.int64)
+
+
+def _non_digit_makers(images: np.ndarray) -> list[Callable[[int, np.random.Generator], np.ndarray | None]]:
+    fonts = training_fonts()
+
+    def letter(height: int, rng: np.random.Generator) -> np.ndarray | None:
+        if not fonts:
+            return None
+        font = fonts[int(rng.integers(0, len(fonts)))]
+        return photograph(letter_mask(LETTERS[int(rng.integers(0, len(LETTERS)))], font, height, rng), rng)
+
+    def blank(height: int, rng: np.random.Generator) -> np.ndarray:
+        page = photograph(None, rng, (height * 2, int(height * rng.uniform(1.5, 3))))
+        if rng.random() < 0.5:  # a hand's or phone's shadow over part of the page
+            h, w = page.shape[:2]
+            shade = np.zeros((h, w), np.float32)
+            x0 = int(rng.uniform(0.3, 0.9) * w)
+            cv2.fillPoly(shade, [np.array([[x0, 0], [w, 0], [w, h], [int(x0 - 0.3 * w), h]], np.int32)], 1.0)
+            shade = cv2.GaussianBlur(shade, (0, 0), max(1.0, w / rng.uniform(10, 60)))
+            page = (page * (1 - rng.uniform(0.2, 0.6) * shade)[..., None]).astype(np.uint8)
+        return page
+
+    return [
+        letter,
+        lambda height, rng: photograph(scribble_mask(height, rng), rng),
+        lambda height, rng: photograph(shape_mask(height, rng), rng),
+        lambda height, rng: photograph(several_digits_mask(images, height, rng), rng),
+        blank,
+    ]
+
+
+def non_digits(images: np.ndarray, count: int, seed: int) -> np.ndarray:
+    """``count`` preprocessed non-digits, (N, 28, 28) uint8; ``images`` are MNIST training digits."""
+    rng = np.random.default_rng([seed, 2])
+    makers = _non_digit_makers(images)
+    out: list[np.ndarray] = []
+    while len(out) < count:
+        kind = int(rng.choice(len(makers), p=NON_DIGIT_SHARES))
+        height = int(np.exp(rng.uniform(np.log(20), np.log(140))))
+        page = makers[kind](height, rng)
+        digit = None if page is None else _as_mnist(page)
+        if digit is not None:
+            out.append(digit)
+    return np.stack(out)
+
+
+def cached_banks(
+    images: np.ndarray, labels: np.ndarray, realistic_count: int, negative_count: int, seed: int
+) -> dict[str, np.ndarray]:
+    """Both banks, from the cache when they were made before with the same inputs."""
+    key = hashlib.sha256(
+        f"{BANK_VERSION}:{seed}:{realistic_count}:{negative_count}:{len(training_fonts())}".encode()
+        + hashlib.sha256(images.tobytes()).digest()
+    ).hexdigest()[:16]
+    path = cache_dir().parent / "synth" / f"banks-{key}.npz"
+    if path.is_file():
+        with np.load(path, allow_pickle=False) as saved:
+            return {name: saved[name] for name in saved.files}
+    real_x, real_y = realistic_digits(images, labels, realistic_count, seed)
+    banks = {"real_x": real_x, "real_y": real_y, "neg_x": non_digits(images, negative_count, seed)}
+
+    def write(temporary: Path) -> None:
+        with open(temporary, "wb") as handle:
+            np.savez(handle, **banks)
+
+    atomic_write(path, write)
+    return banks

@@ -8,8 +8,11 @@ JPEG compression, ruled and grid paper, light-on-dark. Everything derives from `
 
     python benchmarks/realistic.py --count 2000 [--seed 0] [--model PATH] [--out DIR] [--json F]
 
-Prints the model's accuracy per style and overall; ``--out`` also writes the images with a
-``labels.csv`` (``file,label,style``), which ``inkdigits evaluate --dataset DIR`` reads.
+Prints, per style and overall, how often the digit is read right, how often the answer is
+accepted (not declined as "not a digit" or below the threshold), and both; then the expected
+calibration error (ECE) on this set and on the MNIST test set, before and after the model
+card's temperature scaling. ``--out`` also writes the images with a ``labels.csv``
+(``file,label,style``), which ``inkdigits evaluate --dataset DIR`` reads.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from inkdigits import InkdigitsError, Recognizer
+from inkdigits.calibrate import expected_calibration_error
 from inkdigits.data import load_mnist
 
 FONT_DIR = Path("/usr/share/fonts")
@@ -282,29 +286,36 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--model", help="ONNX model or run folder (default: bundled)")
+    parser.add_argument("--threshold", type=float, help="reject threshold (default: the model card's)")
     parser.add_argument("--data-dir")
     parser.add_argument("--out", metavar="DIR", help="also write the images and labels.csv here")
     parser.add_argument("--json", metavar="PATH")
     args = parser.parse_args()
     mnist = load_mnist(args.data_dir, progress=False)
-    recognizer = Recognizer.load(args.model)
+    recognizer = Recognizer.load(args.model, threshold=args.threshold)
     out = Path(args.out) if args.out else None
     if out:
         out.mkdir(parents=True, exist_ok=True)
         rows = ["file,label,style"]
-    results: dict[str, list[int]] = {name: [] for name in STYLES}
+    results: dict[str, dict[str, list[int]]] = {name: {"correct": [], "accepted": [], "both": []} for name in STYLES}
     by_source: dict[str, list[int]] = {"mnist-test": [], "font": []}
-    times = []
+    raw_probabilities, labels, times = [], [], []
     for index, (image, label, style, source) in enumerate(
         generate(args.count, args.seed, mnist.test_images, mnist.test_labels)
     ):
         started = time.perf_counter()
         try:
-            correct = int(recognizer.predict(image).digit == label)
+            prediction = recognizer.predict(image)
+            correct, accepted = int(prediction.digit == label), int(not prediction.rejected)
         except InkdigitsError:  # "no digit" or unreadable: a miss
-            correct = 0
+            prediction, correct, accepted = None, 0, 0
         times.append(time.perf_counter() - started)
-        results[style].append(correct)
+        if prediction is not None:
+            raw_probabilities.append(recognizer.model.probabilities(prediction.model_input[None])[0])
+            labels.append(label)
+        results[style]["correct"].append(correct)
+        results[style]["accepted"].append(accepted)
+        results[style]["both"].append(correct * accepted)
         by_source[source].append(correct)
         if out:
             name = f"{index:05d}.png"
@@ -312,17 +323,29 @@ def main() -> None:
             rows.append(f"{name},{label},{style}")
     if out:
         (out / "labels.csv").write_text("\n".join(rows) + "\n")
-    print(f"{'style':<22} {'n':>5}  accuracy")
-    for style, hits in results.items():
-        print(f"{style:<22} {len(hits):5d}  {100 * np.mean(hits):7.2f}%")
+    print(f"threshold {recognizer.threshold:.2f}, temperature {recognizer.temperature:.3f}")
+    print(f"{'style':<22} {'n':>5}  {'read right':>10}  {'accepted':>9}  {'accepted+right':>14}")
+    for style, r in results.items():
+        print(
+            f"{style:<22} {len(r['correct']):5d}  {100 * np.mean(r['correct']):9.2f}%  "
+            f"{100 * np.mean(r['accepted']):8.2f}%  {100 * np.mean(r['both']):13.2f}%"
+        )
     for source, hits in by_source.items():
         if hits:
-            print(f"{'from ' + source:<22} {len(hits):5d}  {100 * np.mean(hits):7.2f}%")
-    total = [h for hits in results.values() for h in hits]
+            print(f"{'from ' + source:<22} {len(hits):5d}  {100 * np.mean(hits):9.2f}%")
+    total = {key: [h for r in results.values() for h in r[key]] for key in ("correct", "accepted", "both")}
     print(
-        f"{'overall':<22} {len(total):5d}  {100 * np.mean(total):7.2f}%   "
-        f"(median {1000 * np.median(times):.1f} ms per image)"
+        f"{'overall':<22} {len(total['correct']):5d}  {100 * np.mean(total['correct']):9.2f}%  "
+        f"{100 * np.mean(total['accepted']):8.2f}%  {100 * np.mean(total['both']):13.2f}%"
+        f"   (median {1000 * np.median(times):.1f} ms per image)"
     )
+    raw = np.array(raw_probabilities)
+    ece = {
+        "realistic": _ece_pair(recognizer, raw, np.array(labels)),
+        "mnist_test": _ece_pair(recognizer, recognizer.model.probabilities_uint8(mnist.test_images), mnist.test_labels),
+    }
+    for name, (before, after) in ece.items():
+        print(f"ECE on {name:<10} before calibration {before:.4f}, after {after:.4f}")
     if args.json:
         Path(args.json).write_text(
             json.dumps(
@@ -330,14 +353,25 @@ def main() -> None:
                     "seed": args.seed,
                     "count": args.count,
                     "model": str(recognizer.model.path),
-                    "per_style": {s: float(np.mean(h)) for s, h in results.items()},
+                    "threshold": recognizer.threshold,
+                    "temperature": recognizer.temperature,
+                    "per_style": {s: {k: float(np.mean(v)) for k, v in r.items()} for s, r in results.items()},
                     "per_source": {s: float(np.mean(h)) for s, h in by_source.items() if h},
-                    "overall": float(np.mean(total)),
+                    "overall": {k: float(np.mean(v)) for k, v in total.items()},
+                    "ece": {name: {"before": b, "after": a} for name, (b, a) in ece.items()},
                     "median_ms": float(1000 * np.median(times)),
                 },
                 indent=2,
             )
         )
+
+
+def _ece_pair(recognizer: Recognizer, raw: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """ECE of the model's own probabilities, and after the card's temperature scaling."""
+    return (
+        expected_calibration_error(raw, labels),
+        expected_calibration_error(recognizer.calibrated(raw), labels),
+    )
 
 
 if __name__ == "__main__":

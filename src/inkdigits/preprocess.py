@@ -40,8 +40,9 @@ MIN_INK_PIXELS = 12
 # fraction of the digit's size from it belong to it.
 BORDER_BAND = 0.06
 GROUP_REACH = 1 / 3
-# Levels and percentiles are taken on a grid of about this many pixels.
+# Levels and percentiles are taken on a grid of about this many pixels, at this many levels.
 STATISTICS_SAMPLE = 60_000
+LEVELS = 1024
 
 
 @dataclass
@@ -187,14 +188,14 @@ def _paper_level(darkness: np.ndarray) -> tuple[float, float]:
     Measured on the pixels Otsu's split calls paper, because in a tight crop the ink can
     cover more than half the picture, and then the median would be ink.
     """
-    sample = _sample(darkness)
-    levels = np.round(sample * 255).astype(np.uint8)
-    split, _ = cv2.threshold(levels, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-    paper = sample[levels <= split]
+    levels = _levels(_sample(darkness))
+    split, _ = cv2.threshold((levels >> 2).astype(np.uint8), 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    paper = levels[(levels >> 2) <= split]
     if paper.size == 0:
-        paper = sample
-    level = float(np.median(paper))
-    return level, 1.4826 * float(np.median(np.abs(paper - level)))
+        paper = levels.ravel()
+    level = _quantile(np.bincount(paper, minlength=LEVELS), 0.5)
+    spread = _quantile(np.bincount(np.abs(paper - level), minlength=LEVELS), 0.5)
+    return level / (LEVELS - 1), 1.4826 * spread / (LEVELS - 1)
 
 
 def _peak(darkness: np.ndarray) -> float:
@@ -202,7 +203,19 @@ def _peak(darkness: np.ndarray) -> float:
     top = float(darkness.max())
     if darkness.size <= 4000:
         return top
-    return max(float(np.percentile(_sample(darkness), 99.9)), 0.9 * top)
+    counts = np.bincount(_levels(_sample(darkness)).ravel(), minlength=LEVELS)
+    return max(_quantile(counts, 0.999) / (LEVELS - 1), 0.9 * top)
+
+
+def _levels(values: np.ndarray) -> np.ndarray:
+    """Values in [0, 1] as integer levels 0..LEVELS-1: medians and percentiles then come
+    from a histogram in one pass instead of a sort."""
+    return np.minimum((values * (LEVELS - 1) + 0.5).astype(np.int32), LEVELS - 1)
+
+
+def _quantile(counts: np.ndarray, q: float) -> int:
+    cumulative = np.cumsum(counts)
+    return int(np.searchsorted(cumulative, q * cumulative[-1]))
 
 
 def _sample(values: np.ndarray, limit: int = STATISTICS_SAMPLE) -> np.ndarray:

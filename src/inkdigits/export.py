@@ -132,14 +132,24 @@ class ShiftTTA(nn.Module):
 
 
 class Ensemble(nn.Module):
-    """Mean of the members' probabilities (each optionally with shift TTA)."""
+    """Mean of the members' probabilities (each optionally with shift TTA).
 
-    def __init__(self, members: list[nn.Module], tta: bool = False) -> None:
+    Members may mix 10-output and 11-output ("not a digit") models: a 10-output member
+    gives "not a digit" probability 0, so the mean still sums to 1.
+    """
+
+    def __init__(self, members: list[nn.Module], tta: bool = False, classes: list[int] | None = None) -> None:
         super().__init__()
         self.members = nn.ModuleList(ShiftTTA(m) if tta else WithSoftmax(m) for m in members)
+        self.classes = classes or [10] * len(members)
+        self.width = max(self.classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.stack([member(x) for member in self.members]).mean(dim=0)
+        outputs = [
+            member(x) if size == self.width else torch.nn.functional.pad(member(x), (0, self.width - size))
+            for member, size in zip(self.members, self.classes, strict=True)
+        ]
+        return torch.stack(outputs).mean(dim=0)
 
 
 def export_ensemble(
@@ -182,18 +192,16 @@ def export_ensemble(
                 "training_seconds": meta.get("training_seconds"),
             }
         )
-    classes = {meta.get("classes", 10) for meta in metas}
-    if len(classes) != 1:
-        raise ValueError("ensemble members must all have 10 outputs, or all 11 (with 'not a digit')")
-    ensemble = Ensemble(members, tta).eval()
+    classes = [meta.get("classes", 10) for meta in metas]
+    ensemble = Ensemble(members, tta, classes).eval()
     probabilities = torch_probabilities(ensemble, test_images, outputs_probabilities=True)
     test = classification_metrics(probabilities, test_labels)
     card: dict[str, Any] = {
         "format": "inkdigits-model-card/1",
         "architecture": "ensemble",
         "summary": f"mean probability of {len(members)} models" + (" with 1-pixel shift TTA" if tta else ""),
-        "classes": metas[0].get("classes", 10),
-        "labels": metas[0].get("labels", [str(d) for d in range(10)]),
+        "classes": max(classes),
+        "labels": [str(d) for d in range(10)] + (["not a digit"] if max(classes) > 10 else []),
         "tta": tta,
         "members": cards,
         "training_seconds": sum(c["training_seconds"] or 0 for c in cards),

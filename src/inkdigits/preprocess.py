@@ -363,30 +363,41 @@ def center_by_mass(small: np.ndarray, size: int = MNIST_SIZE) -> np.ndarray:
     return cv2.warpAffine(canvas, shift, (size, size), flags=cv2.INTER_NEAREST, borderValue=0)
 
 
-def to_mnist(pixels: np.ndarray, keep_stages: bool = False) -> Preprocessed:
-    """The whole chain for one digit; ``keep_stages`` records each intermediate picture."""
-    stages: dict[str, np.ndarray] = {}
+def ink_map(pixels: np.ndarray, side: int = WORKING_SIDE) -> tuple[np.ndarray, float, bool, dict[str, np.ndarray]]:
+    """Any image -> ink strength in [0, 1], bright on black, at most ``side`` pixels a side.
+
+    Returns the ink, the scale from input to working pixels, whether the input had dark ink,
+    and the intermediate pictures. Raises ``NoDigitError`` on a blank image.
+    """
     gray = to_gray(pixels)
-    gray, scale = limit_size(gray)
+    gray, scale = limit_size(gray, side)
     dark_ink = ink_polarity(gray)
     darkness = flatten_illumination(gray, dark_ink)
     ink = ink_intensity(darkness)
-    if keep_stages:
-        stages["grayscale"] = gray
-        stages["lighting flattened"] = darkness
-        stages["ink (background removed)"] = ink
-    ink = remove_ruled_lines(ink)
-    ink = choose_digit(ink)
-    x, y, w, h = ink_box(ink)
-    crop = ink[y : y + h, x : x + w]
-    thick = thicken(crop, MNIST_BOX / max(h, w))
+    stages = {"grayscale": gray, "lighting flattened": darkness, "ink (background removed)": ink}
+    return remove_ruled_lines(ink), scale, dark_ink, stages
+
+
+def frame_digit(crop: np.ndarray, stages: dict[str, np.ndarray] | None = None) -> np.ndarray:
+    """A tight crop of one digit's ink -> MNIST's 28x28: thickened, 20-pixel box, centred."""
+    height, width = crop.shape
+    thick = thicken(crop, MNIST_BOX / max(height, width))
     small = fit_box(thick)
     digit = center_by_mass(small)
-    if keep_stages:
+    if stages is not None:
         stages["cropped"] = crop
         if thick is not crop:
             stages["strokes thickened"] = thick
         stages["20 px box"] = small
         stages["28x28 model input"] = digit
+    return digit
+
+
+def to_mnist(pixels: np.ndarray, keep_stages: bool = False) -> Preprocessed:
+    """The whole chain for one digit; ``keep_stages`` records each intermediate picture."""
+    ink, scale, dark_ink, stages = ink_map(pixels)
+    ink = choose_digit(ink)
+    x, y, w, h = ink_box(ink)
+    digit = frame_digit(ink[y : y + h, x : x + w], stages if keep_stages else None)
     box = tuple(round(v / scale) for v in (x, y, w, h))
-    return Preprocessed(digit, box, dark_ink, stages)  # type: ignore[arg-type]
+    return Preprocessed(digit, box, dark_ink, stages if keep_stages else {})  # type: ignore[arg-type]

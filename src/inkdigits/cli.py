@@ -83,6 +83,31 @@ def build_parser() -> argparse.ArgumentParser:
     )
     predict.set_defaults(handler=cmd_predict)
 
+    read = commands.add_parser(
+        "read",
+        help="read whole numbers (several digits, one or more rows) from images",
+        description="Find every handwritten number in each image: rows top to bottom, digits left "
+        "to right, separators (. , - /) and spaces kept in text_full. Exit code 0 when every image "
+        "held a number, 1 when some held none, 2 when some could not be read. Early: touching and "
+        "overlapping digits are often misread (see benchmarks/read_numbers.py).",
+    )
+    read.add_argument("images", nargs="+", metavar="IMAGE", help="image files to read")
+    read.add_argument("--model", metavar="PATH", help="ONNX model or training run folder (default: bundled)")
+    read.add_argument(
+        "--json",
+        action="store_true",
+        help='print JSON Lines: {"file", "text", "lines": [{"text", "text_full", "box", "confidence", '
+        '"digits": [{"digit", "confidence", "box"}]}]}, one per image, in order',
+    )
+    read.add_argument(
+        "--max-pixels",
+        type=int,
+        default=DEFAULT_MAX_PIXELS,
+        metavar="N",
+        help=f"refuse images larger than N pixels before decoding them (default {DEFAULT_MAX_PIXELS:,})",
+    )
+    read.set_defaults(handler=cmd_read)
+
     data = commands.add_parser(
         "data",
         help="show where the MNIST files are and whether they verify",
@@ -283,6 +308,32 @@ def cmd_predict(args: argparse.Namespace) -> int:
             print(line)
         if want_plot:
             _save_and_show(result, args, name)
+    return code
+
+
+def cmd_read(args: argparse.Namespace) -> int:
+    from .recognize import Recognizer
+
+    recognizer = Recognizer.load(args.model, max_pixels=args.max_pixels)
+    code = EXIT_OK
+    for name in args.images:
+        try:
+            reading = recognizer.read(name)
+        except InkdigitsError as exc:
+            code = max(code, exc.exit_code)
+            if args.json:
+                print(json.dumps({"file": name, "error": str(exc)}))
+            else:
+                _fail(f"{name}: {exc}")
+            continue
+        if not reading.lines:
+            code = max(code, EXIT_NOT_FOUND)
+        if args.json:
+            print(json.dumps({"file": name, **reading.to_dict()}))
+        elif reading.lines:
+            print(f"{name}: " + "  ".join(line.text_full for line in reading.lines))
+        else:
+            print(f"{name}: no number found")
     return code
 
 

@@ -7,6 +7,7 @@ digits installs none of the training stack. The CLI and the web server both call
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 from collections.abc import Iterable
@@ -18,11 +19,14 @@ from typing import Any
 import numpy as np
 
 from .calibrate import apply_temperature
-from .errors import InkdigitsError, ModelError
+from .errors import InkdigitsError, ModelError, NoDigitError
 from .images import DEFAULT_MAX_PIXELS, ImageInput, describe, load_image
 from .preprocess import Preprocessed, to_mnist
 
 CARD_KEY = "inkdigits.card"  # same key the exporter writes; repeated to keep torch out
+# A gap wider than this (times the row's text height), and than twice the row's usual gap
+# between digits, is a space.
+SPACE_GAP = 0.8
 # Without a threshold in the model card: report a digit only when it is more likely than
 # all the alternatives together.
 DEFAULT_THRESHOLD = 0.5
@@ -214,6 +218,77 @@ class Recognizer:
                 results[slot] = self._prediction(probabilities, prepared, name)
         return results
 
+    def read(self, image: ImageInput) -> Reading:
+        """Every handwritten number in ``image``: rows top to bottom, digits left to right.
+
+        Recognition-driven segmentation: ``segment`` proposes digit hypotheses (blobs, and
+        wide blobs cut where touching digits join); all are scored in one model call, and
+        dynamic programming keeps, per row, the split whose digits are likeliest. An image
+        with no number gives a reading with empty text.
+        """
+        from .segment import best_path, find_rows, hypotheses
+
+        pixels = load_image(image, self.max_pixels)
+        try:
+            page = find_rows(pixels)
+        except NoDigitError:
+            return Reading([], describe(image))
+        runs = [(row, hypotheses(row)) for row in page.rows]
+        crops = [page.digit_image(row.atoms[a:b]) for row, spans in runs for a, b in spans]
+        if not crops:
+            return Reading([], describe(image))
+        probabilities = self.calibrated(self.model.probabilities(np.stack(crops)))
+        lines, offset = [], 0
+        for row, spans in runs:
+            scored = probabilities[offset : offset + len(spans)]
+            offset += len(spans)
+            scores = {span: float(np.log(max(p[:10].max(), 1e-9))) for span, p in zip(spans, scored, strict=True)}
+            by_span = dict(zip(spans, scored, strict=True))
+            line = self._line(page, row, [(span, by_span[span]) for span in best_path(len(row.atoms), scores)])
+            if line is not None:
+                lines.append(line)
+        return Reading(lines, describe(image))
+
+    def _line(self, page: Any, row: Any, path: list[tuple[tuple[int, int], np.ndarray]]) -> LineReading | None:
+        """Digits along the chosen path (none that is likelier not a digit), with separators."""
+        items: list[tuple[int, int, str, DigitReading | None]] = []
+        for (start, end), p in path:
+            atoms = row.atoms[start:end]
+            digit = int(np.argmax(p[:10]))
+            if len(p) > 10 and p[10] > p[digit]:
+                continue
+            x0, x1 = min(a.x0 for a in atoms), max(a.x1 for a in atoms)
+            y0, y1 = min(a.y0 for a in atoms), max(a.y1 for a in atoms)
+            box = tuple(round(v / page.scale) for v in (x0, y0, x1 - x0, y1 - y0))
+            items.append((x0, x1, str(digit), DigitReading(digit, float(p[digit]), box)))  # type: ignore[arg-type]
+        if not items:
+            return None
+        first, last = min(x0 for x0, *_ in items), max(x1 for _, x1, *_ in items)
+        for separator in row.separators:
+            if first < separator.x0 and separator.x1 < last:  # only between digits
+                items.append((separator.x0, separator.x1, separator.char, None))
+        items.sort(key=lambda item: item[0])
+        # A space is a gap much wider than this writer's usual gap between digits.
+        gaps = [b[0] - a[1] for a, b in itertools.pairwise(items) if a[3] is not None and b[3] is not None]
+        space = max(SPACE_GAP * row.height, 2.0 * float(np.median(gaps))) if gaps else np.inf
+        full, previous_end = "", None
+        for x0, x1, char, _ in items:
+            if previous_end is not None and x0 - previous_end > space:
+                full += " "
+            full += char
+            previous_end = x1
+        digits = [d for *_, d in items if d is not None]
+        xs = [d.box[0] for d in digits] + [d.box[0] + d.box[2] for d in digits]
+        ys = [d.box[1] for d in digits] + [d.box[1] + d.box[3] for d in digits]
+        box = (min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys))
+        return LineReading(
+            text="".join(str(d.digit) for d in digits),
+            text_full=full,
+            box=box,
+            confidence=float(np.prod([d.confidence for d in digits])),
+            digits=digits,
+        )
+
     def classify_mnist(self, images: np.ndarray) -> np.ndarray:
         """Calibrated probabilities for images already in MNIST form (uint8 N x 28 x 28)."""
         return self.calibrated(self.model.probabilities_uint8(images))
@@ -244,3 +319,51 @@ class Recognizer:
             model_input=prepared.digit,
             stages=prepared.stages,
         )
+
+
+# ---- whole numbers ---------------------------------------------------------------------------
+
+
+@dataclass
+class DigitReading:
+    digit: int
+    confidence: float
+    box: tuple[int, int, int, int]  # [x, y, w, h] in input pixels
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"digit": self.digit, "confidence": round(self.confidence, 6), "box": list(self.box)}
+
+
+@dataclass
+class LineReading:
+    """One row of handwriting: its digits, and the same with separators kept."""
+
+    text: str  # digits only
+    text_full: str  # digits with ".", ",", "-", "/" and spaces where they were written
+    box: tuple[int, int, int, int]
+    confidence: float  # the product of its digits' confidences: how sure the whole line is
+    digits: list[DigitReading]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "text": self.text,
+            "text_full": self.text_full,
+            "box": list(self.box),
+            "confidence": round(self.confidence, 6),
+            "digits": [d.to_dict() for d in self.digits],
+        }
+
+
+@dataclass
+class Reading:
+    """Every number found in one image, rows in reading order."""
+
+    lines: list[LineReading]
+    source: str = ""
+
+    @property
+    def text(self) -> str:
+        return " ".join(line.text for line in self.lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"text": self.text, "lines": [line.to_dict() for line in self.lines]}

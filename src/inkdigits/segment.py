@@ -1,0 +1,319 @@
+"""A page -> rows of handwriting -> digit hypotheses and separators (numpy + OpenCV only).
+
+Reading a number is harder than reading a digit because digits touch, strokes break, and
+lines, boxes and dots get in the way. This module does the geometry; the recognizer decides
+(``Recognizer.read``), which is recognition-driven segmentation:
+
+1. The page's ink, as for one digit (``preprocess.ink_map``): lighting divided out, blank
+   pages refused, ruled lines gone. Then form lines: long horizontal strokes (box edges,
+   underlines) and the short verticals that join them (the sides of form boxes).
+2. Blobs, the typical text height, and rows: blobs that share most of their height.
+3. Per row: small blobs become separators (point, comma, dash) or join the digit above them
+   (a 5's detached bar); a long thin slanted blob is a slash. Wide blobs are cut at thin
+   columns (where touching digits join) into *atoms*.
+4. Hypotheses: every run of up to four consecutive atoms narrow enough to be one digit.
+   The recognizer scores them all in one batch, and dynamic programming picks the best path.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from .errors import NoDigitError
+from .preprocess import frame_digit, ink_map, stroke_width
+
+PAGE_SIDE = 1600
+# Blobs shorter than this share of the text height are separators or parts of a digit.
+SMALL = 0.45
+# Most atoms one digit may be made of, and the widest a digit may be (times text height).
+MAX_ATOMS = 4
+MAX_DIGIT_WIDTH = 1.5
+
+
+@dataclass
+class Atom:
+    """A piece of ink: a blob (or a slice of a wide blob between two cut columns)."""
+
+    labels: tuple[int, ...]  # the blob labels it holds (a digit plus its detached parts)
+    x0: int  # column range, exclusive end, in working pixels
+    x1: int
+    y0: int
+    y1: int
+
+    @property
+    def centre(self) -> float:
+        return (self.x0 + self.x1) / 2
+
+
+@dataclass
+class Separator:
+    char: str  # ".", ",", "-", "/"
+    x0: int
+    x1: int
+    y0: int
+    y1: int
+
+
+@dataclass
+class Row:
+    atoms: list[Atom]
+    separators: list[Separator]
+    height: float  # typical digit height in this row, working pixels
+
+
+@dataclass
+class Page:
+    ink: np.ndarray  # working-resolution ink, form lines removed
+    labels: np.ndarray  # blob label of every pixel
+    scale: float  # input pixels * scale = working pixels
+    rows: list[Row] = field(default_factory=list)
+
+    def crop(self, atoms: list[Atom]) -> np.ndarray:
+        """The ink of ``atoms`` only (other blobs in the same box blanked), tightly cropped."""
+        x0, x1 = min(a.x0 for a in atoms), max(a.x1 for a in atoms)
+        y0, y1 = min(a.y0 for a in atoms), max(a.y1 for a in atoms)
+        window = self.labels[y0:y1, x0:x1]
+        keep = np.zeros(window.shape, bool)
+        for atom in atoms:
+            columns = slice(atom.x0 - x0, atom.x1 - x0)
+            keep[:, columns] |= np.isin(window[:, columns], atom.labels)
+        crop = np.where(keep, self.ink[y0:y1, x0:x1], 0.0).astype(np.float32)
+        ys, xs = np.nonzero(crop > 0.2)
+        if len(ys) == 0:
+            return crop
+        return crop[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
+
+    def digit_image(self, atoms: list[Atom]) -> np.ndarray:
+        crop = self.crop(atoms)
+        if crop.size == 0 or crop.max() <= 0:
+            return np.zeros((28, 28), np.float32)
+        return frame_digit(crop)
+
+
+def find_rows(pixels: np.ndarray) -> Page:
+    """Rows of atoms and separators on a page; raises ``NoDigitError`` on a blank page."""
+    ink, scale, _, _ = ink_map(pixels, PAGE_SIDE)
+    mask = (ink > 0.25).astype(np.uint8)
+    height = text_height(mask)
+    if height is None:
+        raise NoDigitError("No number found: the image holds no handwriting.")
+    mask = remove_form_lines(mask, height)
+    ink = ink * mask
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    page = Page(ink, labels, scale)
+    blobs = [i for i in range(1, count) if stats[i, cv2.CC_STAT_AREA] >= max(4, (0.06 * height) ** 2)]
+    big = [i for i in blobs if stats[i, cv2.CC_STAT_HEIGHT] >= SMALL * height]
+    small = [i for i in blobs if stats[i, cv2.CC_STAT_HEIGHT] < SMALL * height]
+    stroke = stroke_width(ink) if big else 1.0
+    for members in group_rows(big, stats):
+        row_height = float(np.median([stats[i, cv2.CC_STAT_HEIGHT] for i in members]))
+        top = float(np.median([stats[i, cv2.CC_STAT_TOP] for i in members]))
+        bottom = top + row_height
+        page.rows.append(build_row(members, small, stats, labels, mask, top, bottom, row_height, stroke))
+    page.rows = [row for row in page.rows if row.atoms]
+    page.rows.sort(key=lambda row: (min(a.y0 for a in row.atoms), min(a.x0 for a in row.atoms)))
+    return page
+
+
+def text_height(mask: np.ndarray) -> float | None:
+    """The typical height of handwritten characters: the median of the taller blobs."""
+    _count, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    heights = stats[1:, cv2.CC_STAT_HEIGHT]
+    widths = stats[1:, cv2.CC_STAT_WIDTH]
+    # Long lines are not characters: leave out blobs far wider than tall.
+    heights = heights[(heights >= 6) & (widths <= 4 * heights)]
+    if len(heights) == 0:
+        return None
+    tall = heights[heights >= 0.5 * np.percentile(heights, 90)]
+    return float(np.median(tall))
+
+
+def remove_form_lines(mask: np.ndarray, height: float) -> np.ndarray:
+    """Erase long straight lines (box edges, underlines, margins) and the sides of boxes.
+
+    A horizontal line longer than two text heights is no digit's stroke. The sides of form
+    boxes are short vertical lines, as tall as a 1; they are told apart by touching a
+    horizontal line that was erased at one of their ends.
+    """
+    long = max(8, int(2.2 * height))
+    horizontal = cv2.morphologyEx(mask, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (long, 1)))
+    vertical_long = cv2.morphologyEx(mask, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (1, long)))
+    lines = cv2.bitwise_or(horizontal, vertical_long)
+    if not cv2.countNonZero(lines):
+        return mask
+    lines = cv2.dilate(lines, np.ones((3, 3), np.uint8))
+    rest = cv2.bitwise_and(mask, cv2.bitwise_not(lines))
+    # Box sides: straight vertical runs of most of a text height that touched an erased line.
+    side = max(4, int(0.7 * height))
+    verticals = cv2.morphologyEx(rest, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (1, side)))
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(verticals, connectivity=8)
+    touching = cv2.dilate(lines, np.ones((5, 5), np.uint8))
+    for i in range(1, count):
+        x, y, w, h = stats[i, :4]
+        if w > max(3, 0.25 * height):
+            continue
+        ends = touching[max(0, y - 1), x : x + w].any() or touching[min(mask.shape[0] - 1, y + h), x : x + w].any()
+        if ends:
+            rest[labels == i] = 0
+    return rest
+
+
+def group_rows(blobs: list[int], stats: np.ndarray) -> list[list[int]]:
+    """Blobs into rows: a blob joins the row whose vertical band it shares the most of."""
+    rows: list[list[int]] = []
+    bands: list[tuple[float, float]] = []
+    for i in sorted(blobs, key=lambda b: stats[b, cv2.CC_STAT_TOP] + stats[b, cv2.CC_STAT_HEIGHT] / 2):
+        top, h = stats[i, cv2.CC_STAT_TOP], stats[i, cv2.CC_STAT_HEIGHT]
+        best, best_share = None, 0.5
+        for r, (band_top, band_bottom) in enumerate(bands):
+            overlap = min(band_bottom, top + h) - max(band_top, top)
+            share = overlap / max(1, min(h, band_bottom - band_top))
+            if share > best_share:
+                best, best_share = r, share
+        if best is None:
+            rows.append([i])
+            bands.append((float(top), float(top + h)))
+        else:
+            rows[best].append(i)
+            tops = [stats[b, cv2.CC_STAT_TOP] for b in rows[best]]
+            bottoms = [stats[b, cv2.CC_STAT_TOP] + stats[b, cv2.CC_STAT_HEIGHT] for b in rows[best]]
+            bands[best] = (float(np.median(tops)), float(np.median(bottoms)))
+    return rows
+
+
+def build_row(
+    members: list[int],
+    small: list[int],
+    stats: np.ndarray,
+    labels: np.ndarray,
+    mask: np.ndarray,
+    top: float,
+    bottom: float,
+    height: float,
+    stroke: float,
+) -> Row:
+    """Atoms and separators of one row."""
+    left = min(stats[i, cv2.CC_STAT_LEFT] for i in members) - height
+    right = max(stats[i, cv2.CC_STAT_LEFT] + stats[i, cv2.CC_STAT_WIDTH] for i in members) + height
+    parts: dict[int, list[int]] = {i: [i] for i in members}
+    separators: list[Separator] = []
+    for s in small:
+        x, y, w, h = (int(v) for v in stats[s, :4])
+        centre_y = y + h / 2
+        if not (left <= x + w / 2 <= right and top - 0.3 * height <= centre_y <= bottom + 0.4 * height):
+            continue
+        owner = _overlapping(x, w, members, stats)
+        if owner is not None and centre_y < top + 0.75 * height:
+            parts[owner].append(s)  # a detached stroke of the digit it sits on
+            continue
+        char = _separator_char(x, y, w, h, top, bottom, height)
+        if char:
+            separators.append(Separator(char, x, x + w, y, y + h))
+    atoms: list[Atom] = []
+    for i in members:
+        x, y, w, h = (int(v) for v in stats[i, :4])
+        if _is_slash(labels, i, x, y, w, h, height):
+            separators.append(Separator("/", x, x + w, y, y + h))
+            continue
+        group = tuple(parts[i])
+        x0 = min(int(stats[j, cv2.CC_STAT_LEFT]) for j in group)
+        x1 = max(int(stats[j, cv2.CC_STAT_LEFT] + stats[j, cv2.CC_STAT_WIDTH]) for j in group)
+        y0 = min(int(stats[j, cv2.CC_STAT_TOP]) for j in group)
+        y1 = max(int(stats[j, cv2.CC_STAT_TOP] + stats[j, cv2.CC_STAT_HEIGHT]) for j in group)
+        cuts = cut_columns(labels[y:y + h, x:x + w] == i, height, stroke) if w > 0.8 * height else []  # fmt: skip
+        edges = [x0, *(x + c for c in cuts), x1]
+        for a, b in itertools.pairwise(edges):
+            atoms.append(Atom(group, a, b, y0, y1))
+    atoms.sort(key=lambda a: a.centre)
+    separators.sort(key=lambda s: s.x0)
+    return Row(atoms, separators, height)
+
+
+def _overlapping(x: int, w: int, members: list[int], stats: np.ndarray) -> int | None:
+    """The big blob whose columns cover at least half of the small blob's, if any."""
+    best, best_share = None, 0.5
+    for i in members:
+        bx, bw = stats[i, cv2.CC_STAT_LEFT], stats[i, cv2.CC_STAT_WIDTH]
+        share = (min(x + w, bx + bw) - max(x, bx)) / max(1, w)
+        if share >= best_share:
+            best, best_share = i, share
+    return best
+
+
+def _separator_char(x: int, y: int, w: int, h: int, top: float, bottom: float, height: float) -> str | None:
+    """A point, comma or dash, from its size and where it sits in the row; None for a speck."""
+    centre = y + h / 2
+    if h <= 0.25 * height and w >= 0.25 * height and top + 0.25 * height <= centre <= bottom - 0.2 * height:
+        return "-"
+    if max(w, h) <= 0.35 * height and centre >= bottom - 0.3 * height:
+        return "," if y + h > bottom + 0.12 * height and h > 1.3 * w else "."
+    return None
+
+
+def _is_slash(labels: np.ndarray, label: int, x: int, y: int, w: int, h: int, height: float) -> bool:
+    """A long, thin, straight stroke leaning well away from upright (a 1 leans a little)."""
+    if h < 0.7 * height or w < 0.3 * h:
+        return False
+    ys, xs = np.nonzero(labels[y : y + h, x : x + w] == label)
+    points = np.stack([xs, ys], 1).astype(np.float32)
+    points -= points.mean(0)
+    eigenvalues, vectors = np.linalg.eigh(np.cov(points.T))
+    if eigenvalues[0] <= 0 or eigenvalues[1] / eigenvalues[0] < 25:
+        return False
+    dx, dy = vectors[:, 1]
+    lean = np.degrees(np.arctan2(abs(dx), abs(dy)))
+    return bool(lean >= 22 and dx * dy < 0)  # top-right to bottom-left, as "/" is written
+
+
+def cut_columns(blob: np.ndarray, height: float, stroke: float) -> list[int]:
+    """Columns where a wide blob is thin enough to be two digits touching (at most 3 cuts)."""
+    profile = blob.sum(axis=0).astype(np.float32)
+    width = len(profile)
+    margin = int(0.25 * height)
+    limit = max(2.0, 1.6 * stroke)
+    candidates = [
+        c
+        for c in range(margin, width - margin)
+        if profile[c] <= limit and profile[c] <= profile[c - 1] and profile[c] <= profile[c + 1]
+    ]
+    chosen: list[int] = []
+    for c in sorted(candidates, key=lambda c: profile[c]):
+        if all(abs(c - k) >= 0.3 * height for k in chosen):
+            chosen.append(c)
+        if len(chosen) == 3:
+            break
+    return sorted(chosen)
+
+
+def hypotheses(row: Row) -> list[tuple[int, int]]:
+    """Runs of consecutive atoms (start, end exclusive) that could be one digit."""
+    runs = []
+    for start in range(len(row.atoms)):
+        for end in range(start + 1, min(len(row.atoms), start + MAX_ATOMS) + 1):
+            atoms = row.atoms[start:end]
+            if max(a.x1 for a in atoms) - min(a.x0 for a in atoms) > MAX_DIGIT_WIDTH * row.height and end > start + 1:
+                break
+            runs.append((start, end))
+    return runs
+
+
+def best_path(count: int, scores: dict[tuple[int, int], float]) -> list[tuple[int, int]]:
+    """The split of atoms 0..count into runs with the highest total score (dynamic programming)."""
+    best = [-np.inf] * (count + 1)
+    back = [0] * (count + 1)
+    best[0] = 0.0
+    for end in range(1, count + 1):
+        for start in range(max(0, end - MAX_ATOMS), end):
+            score = scores.get((start, end))
+            if score is not None and best[start] + score > best[end]:
+                best[end], back[end] = best[start] + score, start
+    path = []
+    end = count
+    while end > 0:
+        path.append((back[end], end))
+        end = back[end]
+    return path[::-1]

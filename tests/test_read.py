@@ -1,0 +1,74 @@
+"""Reading whole numbers: inkdigits read / Recognizer.read on real MNIST test digits."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from conftest import png_bomb, run_cli
+from inkdigits import Recognizer
+
+
+def written_number(mnist, picks: list[int], gap: int = 30, separator_after: int | None = None) -> np.ndarray:
+    """MNIST test digits written in a row on white paper, dark ink, a decimal point optional."""
+    height = 80
+    row = np.full((height + 80, 40 + len(picks) * (height + gap) + 40), 255, np.uint8)
+    x = 40
+    for index, pick in enumerate(picks):
+        digit = cv2.resize(mnist.test_images[pick], (height, height), interpolation=cv2.INTER_CUBIC)
+        row[40 : 40 + height, x : x + height] = np.minimum(row[40 : 40 + height, x : x + height], 255 - digit)
+        x += height + gap
+        if separator_after == index:
+            cv2.circle(row, (x - gap // 2 - 6, 40 + height - 10), 5, 0, -1)
+    return row
+
+
+def test_read_finds_a_row_of_separate_digits_and_its_decimal_point(mnist, tmp_path):
+    picks = [0, 1, 2, 3, 4]  # test digits 7, 2, 1, 0, 4
+    image = written_number(mnist, picks, gap=40, separator_after=2)
+    path = tmp_path / "amount.png"
+    Image.fromarray(image).save(path)
+    result = run_cli("read", "--json", str(path))
+    assert result.returncode == 0, result.stderr
+    reading = json.loads(result.stdout)
+    expected = "".join(str(mnist.test_labels[i]) for i in picks)
+    assert reading["text"] == expected
+    line = reading["lines"][0]
+    assert line["text_full"] == expected[:3] + "." + expected[3:]
+    assert len(line["digits"]) == 5
+    boxes = [d["box"] for d in line["digits"]]
+    assert all(a[0] < b[0] for a, b in itertools.pairwise(boxes))  # left to right
+    assert all(35 <= box[1] <= 70 for box in boxes)  # in input pixels, within the written row
+
+
+def test_two_rows_are_read_top_to_bottom(mnist):
+    top = written_number(mnist, [5, 6, 7], gap=40)
+    bottom = written_number(mnist, [8, 9], gap=40)
+    page = np.full((top.shape[0] + bottom.shape[0], max(top.shape[1], bottom.shape[1])), 255, np.uint8)
+    page[: top.shape[0], : top.shape[1]] = top
+    page[top.shape[0] :, : bottom.shape[1]] = bottom
+    reading = Recognizer.load().read(page)
+    first = "".join(str(mnist.test_labels[i]) for i in [5, 6, 7])
+    second = "".join(str(mnist.test_labels[i]) for i in [8, 9])
+    assert reading.text == f"{first} {second}"
+    assert [line.text for line in reading.lines] == [first, second]
+
+
+def test_an_image_with_no_number_gives_empty_text_and_exit_1(tmp_path):
+    path = tmp_path / "blank.png"
+    Image.fromarray(np.full((300, 400), 250, np.uint8)).save(path)
+    result = run_cli("read", "--json", str(path))
+    assert result.returncode == 1
+    assert json.loads(result.stdout) == {"file": str(path), "text": "", "lines": []}
+
+
+def test_a_100_megapixel_image_is_refused_with_a_clear_message(tmp_path):
+    path = png_bomb(tmp_path / "huge.png", side=10_000)
+    result = run_cli("read", str(path))
+    assert result.returncode == 2
+    assert "100 MP" in result.stderr and "over the 40 MP limit" in result.stderr
+    assert "Traceback" not in result.stderr

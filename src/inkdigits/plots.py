@@ -134,12 +134,15 @@ def plot_prediction(prediction: Any, path: str | os.PathLike[str], top: int = 3)
         x, y, w, h = prediction.box
         axes[0].add_patch(plt.Rectangle((x, y), w, h, fill=False, edgecolor="red", linewidth=1.5))
     bars = axes[-1]
+    rejected = getattr(prediction, "rejected", False)
     colors = ["tab:blue"] * 10
-    colors[prediction.digit] = "tab:green"
-    bars.bar(range(10), prediction.probabilities, color=colors)
-    bars.set(xticks=range(10), ylim=(0, 1), title="probabilities")
+    colors[prediction.digit] = "tab:gray" if rejected else "tab:green"
+    values, labels = list(prediction.probabilities), [str(d) for d in range(10)]
+    if getattr(prediction, "not_digit", 0.0) > 0:  # an 11-class model's "not a digit"
+        values, labels, colors = [*values, prediction.not_digit], [*labels, "no"], [*colors, "tab:red"]
+    bars.bar(range(len(values)), values, color=colors)
+    bars.set(xticks=range(len(values)), xticklabels=labels, ylim=(0, 1), title="probabilities")
     best = ", ".join(f"{d}: {p:.2f}" for d, p in prediction.top(top))
-    figure.suptitle(
-        f"{prediction.source}: {prediction.digit} ({prediction.confidence:.1%})   [{best}]", fontsize=10, y=1.04
-    )
+    verdict = f"not a digit: {prediction.reason}" if rejected else f"{prediction.digit} ({prediction.confidence:.1%})"
+    figure.suptitle(f"{prediction.source}: {verdict}   [{best}]", fontsize=10, y=1.04)
     return _save(figure, Path(path))

@@ -32,14 +32,14 @@ from .errors import NoDigitError
 from .fsutil import atomic_write
 from .preprocess import to_mnist
 
-BANK_VERSION = 2
+BANK_VERSION = 3
 FONT_ROOT = Path("/usr/share/fonts")
 TRAINING_FONT_FAMILIES = ("truetype/dejavu", "truetype/liberation", "truetype/femkeklaver")
 # Letters that are drawn exactly like a digit (O and 0, l and 1) are neither digits nor
 # non-digits: no reader can tell them apart out of context.
 LETTERS = "".join(c for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz" if c not in "OoIl")
-NON_DIGIT_KINDS = ("letter", "scribble", "shape", "several digits", "blank page")
-NON_DIGIT_SHARES = (0.35, 0.15, 0.2, 0.15, 0.15)
+NON_DIGIT_KINDS = ("letter", "scribble", "stroke", "shape", "several digits", "blank page")
+NON_DIGIT_SHARES = (0.35, 0.1, 0.1, 0.2, 0.1, 0.15)
 
 
 def training_fonts() -> list[Path]:
@@ -71,13 +71,40 @@ def mnist_mask(image: np.ndarray, height: int, rng: np.random.Generator) -> np.n
 
 
 def letter_mask(letter: str, font: Path, height: int, rng: np.random.Generator) -> np.ndarray:
+    """A letter from a printed font, wobbled by a smooth random warp so it looks written."""
     face = ImageFont.truetype(str(font), 96)
     canvas = Image.new("L", (220, 220), 0)
     ImageDraw.Draw(canvas).text(
         (40, 20), letter, fill=255, font=face, stroke_width=int(rng.integers(0, 4)), stroke_fill=255
     )
     mask = np.asarray(canvas.rotate(float(rng.uniform(-15, 15)), resample=Image.BICUBIC), np.float32) / 255
-    return _fit_height(mask, height)
+    return _fit_height(_wobble(mask, rng, 6.0), height)
+
+
+def _wobble(mask: np.ndarray, rng: np.random.Generator, pixels: float) -> np.ndarray:
+    """A smooth random displacement of up to ``pixels``: a hand's unsteadiness."""
+    h, w = mask.shape
+    coarse = rng.uniform(-pixels, pixels, (2, 5, 5)).astype(np.float32)
+    dx = cv2.resize(coarse[0], (w, h), interpolation=cv2.INTER_CUBIC)
+    dy = cv2.resize(coarse[1], (w, h), interpolation=cv2.INTER_CUBIC)
+    xx, yy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    return cv2.remap(mask, xx + dx, yy + dy, cv2.INTER_LINEAR, borderValue=0)
+
+
+def arc_mask(height: int, rng: np.random.Generator) -> np.ndarray:
+    """One or two smooth pen strokes (cubic Bezier curves): hooks, swooshes, ticks."""
+    size = 100
+    t = np.linspace(0, 1, 50)[:, None]
+    while True:
+        canvas = np.zeros((size, size), np.uint8)
+        for _ in range(int(rng.integers(1, 3))):
+            p = rng.uniform(8, 92, (4, 2))
+            curve = (1 - t) ** 3 * p[0] + 3 * (1 - t) ** 2 * t * p[1] + 3 * (1 - t) * t**2 * p[2] + t**3 * p[3]
+            cv2.polylines(canvas, [curve.astype(np.int32)], False, 255, _pen(rng, size), cv2.LINE_AA)
+        _, _, w, h = cv2.boundingRect(canvas)
+        # A nearly upright straight stroke is how people write a 1: never teach it as a non-digit.
+        if w >= 0.45 * h:
+            return _fit_height(canvas.astype(np.float32) / 255, height)
 
 
 def _pen(rng: np.random.Generator, size: int) -> int:
@@ -286,6 +313,7 @@ def _non_digit_makers(images: np.ndarray) -> list[Callable[[int, np.random.Gener
     return [
         letter,
         lambda height, rng: photograph(scribble_mask(height, rng), rng),
+        lambda height, rng: photograph(arc_mask(height, rng), rng),
         lambda height, rng: photograph(shape_mask(height, rng), rng),
         lambda height, rng: photograph(several_digits_mask(images, height, rng), rng),
         blank,

@@ -90,7 +90,10 @@ def format_report(metrics: dict[str, Any], title: str = "") -> str:
         f"loss {metrics['loss']:.4f}  macro F1 {metrics['macro_f1']:.4f}"
     )
     if metrics.get("unread"):
-        lines.append(f"{metrics['unread']} images gave no prediction (unreadable or no digit found); counted as errors")
+        lines.append(
+            f"{metrics['unread']} images gave no prediction (unreadable, no digit found, or answered "
+            "'not a digit'); counted as errors"
+        )
     lines.append("")
     lines.append("digit  precision  recall     f1  support")
     for row in metrics["per_class"]:

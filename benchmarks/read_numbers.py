@@ -80,7 +80,7 @@ def separator(char: str, height: int, stroke: int) -> tuple[np.ndarray, int]:
         mask = np.zeros((stroke + 2, int(height * 0.4)), np.float32)
         mask[1:-1] = 1.0
         return mask, int(height * 0.5)
-    mask = np.zeros((height, int(height * 0.55)), np.float32)  # "/"
+    mask = np.zeros((height, int(height * np.random.default_rng(height).uniform(0.6, 0.9))), np.float32)  # "/"
     cv2.line(mask, (mask.shape[1] - 2, 1), (1, height - 2), 1.0, max(1, stroke))
     return mask, 0
 

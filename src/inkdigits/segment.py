@@ -266,7 +266,7 @@ def _is_slash(labels: np.ndarray, label: int, x: int, y: int, w: int, h: int, he
         return False
     dx, dy = vectors[:, 1]
     lean = np.degrees(np.arctan2(abs(dx), abs(dy)))
-    return bool(lean >= 22 and dx * dy < 0)  # top-right to bottom-left, as "/" is written
+    return bool(lean >= 28 and dx * dy < 0)  # top-right to bottom-left, as "/" is written
 
 
 def cut_columns(blob: np.ndarray, height: float, stroke: float) -> list[int]:

@@ -224,7 +224,7 @@ def build_row(
         x1 = max(int(stats[j, cv2.CC_STAT_LEFT] + stats[j, cv2.CC_STAT_WIDTH]) for j in group)
         y0 = min(int(stats[j, cv2.CC_STAT_TOP]) for j in group)
         y1 = max(int(stats[j, cv2.CC_STAT_TOP] + stats[j, cv2.CC_STAT_HEIGHT]) for j in group)
-        cuts = cut_columns(labels[y:y + h, x:x + w] == i, height, stroke) if w > 0.8 * height else []  # fmt: skip
+        cuts = cut_columns(labels[y:y + h, x:x + w] == i, height, stroke) if w > 0.55 * height else []  # fmt: skip
         edges = [x0, *(x + c for c in cuts), x1]
         for a, b in itertools.pairwise(edges):
             atoms.append(Atom(group, a, b, y0, y1))
@@ -274,7 +274,7 @@ def cut_columns(blob: np.ndarray, height: float, stroke: float) -> list[int]:
     profile = blob.sum(axis=0).astype(np.float32)
     width = len(profile)
     margin = int(0.25 * height)
-    limit = max(2.0, 1.6 * stroke)
+    limit = max(2.0, 2.2 * stroke)
     candidates = [
         c
         for c in range(margin, width - margin)

@@ -92,9 +92,26 @@ def test_uploading_a_photo_shows_the_reading_boxed(page):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.set_input_files("#file", str(EXAMPLES / "2-ballpoint-photo.jpg"))
     page.wait_for_function("document.getElementById('photo-status').textContent.startsWith('Read 2')", timeout=10000)
-    box = page.locator(".box")
+    box = page.locator(".box")  # one digit: its box, and no box for a one-digit line
     assert box.count() == 1 and box.is_visible() and box.text_content() == "2"
     page.screenshot(path=str(ARTIFACTS / "read-photo.png"), full_page=True)
+
+
+def test_a_photo_of_a_number_is_read_with_a_box_per_digit(page, mnist, tmp_path):
+    from PIL import Image
+    from test_read import written_number
+
+    picks = [0, 1, 2]  # MNIST test digits 7, 2, 1
+    path = tmp_path / "number.png"
+    Image.fromarray(written_number(mnist, picks, gap=40)).save(path)
+    expected = "".join(str(mnist.test_labels[i]) for i in picks)
+    page.set_input_files("#file", str(path))
+    page.wait_for_function("document.getElementById('photo-status').textContent.startsWith('Read ')", timeout=10000)
+    assert page.text_content("#photo-status") == f"Read {expected}."
+    assert page.locator(".box:not(.line)").count() == 3
+    assert page.locator(".box.line").text_content() == expected
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "read-number.png"), full_page=True)
 
 
 def test_controls_are_reachable_by_keyboard(page):

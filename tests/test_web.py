@@ -83,7 +83,7 @@ def test_health_model_card_and_docs(server):
     assert card["metrics"]["test"]["accuracy"] > 0.99 and card["data"]["mnist_sha256"]
     assert httpx.get(f"{server.url}/docs").status_code == 200
     spec = httpx.get(f"{server.url}/openapi.json").json()
-    assert {"/api/predict", "/api/health", "/api/model"} <= set(spec["paths"])
+    assert {"/api/predict", "/api/read", "/api/health", "/api/model"} <= set(spec["paths"])
 
 
 def test_predict_multipart_and_raw_body_match_the_cli(server):
@@ -100,6 +100,25 @@ def test_predict_multipart_and_raw_body_match_the_cli(server):
     from_cli = json.loads(cli.stdout)
     assert set(from_cli) == set(a)
     assert from_cli["digit"] == a["digit"] and from_cli["probabilities"] == a["probabilities"]
+
+
+def test_read_answers_like_the_cli(server, mnist, tmp_path):
+    from PIL import Image
+    from test_read import written_number
+
+    path = tmp_path / "number.png"
+    Image.fromarray(written_number(mnist, [0, 1, 2, 3], gap=40, separator_after=1)).save(path)
+    response = httpx.post(f"{server.url}/api/read", files={"image": (path.name, path.read_bytes())})
+    assert response.status_code == 200
+    cli = subprocess.run(
+        [sys.executable, "-m", "inkdigits", "read", "--json", str(path)], capture_output=True, text=True, cwd=ROOT
+    )
+    from_cli = json.loads(cli.stdout)
+    answer = response.json()
+    assert answer["file"] == path.name and answer["text"] == from_cli["text"] == "7210"
+    assert answer["lines"] == from_cli["lines"] and answer["lines"][0]["text_full"] == "72.10"
+    blank = httpx.post(f"{server.url}/api/read", content=b"", headers={"Content-Type": "image/png"})
+    assert blank.status_code == 415
 
 
 def test_model_input_is_included_on_request(server):

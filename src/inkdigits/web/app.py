@@ -148,6 +148,9 @@ def create_app(recognizer: Recognizer, limits: Limits | None = None) -> FastAPI:
             payload["model_input"] = np.round(prediction.model_input * 255).astype(int).tolist()
         return payload
 
+    def read_numbers(data: bytes, name: str) -> dict[str, Any]:
+        return {"file": name, **recognizer.read(data).to_dict()}
+
     @app.get("/", include_in_schema=False)
     async def page() -> FileResponse:
         return FileResponse(str(static / "index.html"), media_type="text/html")
@@ -174,6 +177,15 @@ def create_app(recognizer: Recognizer, limits: Limits | None = None) -> FastAPI:
         with no digit answers 200 with an ``error``; bad input answers 413, 415 or 422.
         """
         return await answer(request, lambda data, name: predict_one(data, name, include == "model_input"))
+
+    @app.post("/api/read")
+    async def read(request: Request) -> JSONResponse:
+        """Read every handwritten number: the same JSON as ``inkdigits read --json``.
+
+        ``text`` is empty (and ``lines`` is []) when the image holds no number; bad input
+        answers 413, 415 or 422.
+        """
+        return await answer(request, read_numbers)
 
     app.add_middleware(BodyLimit, limit=limits.max_upload_bytes)
     app.state.pool = pool

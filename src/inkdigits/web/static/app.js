@@ -170,30 +170,43 @@ async function readPhoto(file) {
   const form = new FormData();
   form.append("image", file, file.name);
   try {
-    const response = await fetch("/api/predict", { method: "POST", body: form });
+    const response = await fetch("/api/read", { method: "POST", body: form });
     const answer = await response.json();
     await photo.decode().catch(() => {});
-    showPhotoAnswer(answer);
+    showPhotoReading(answer);
   } catch (error) {
     photoStatus.textContent = "The server did not answer; is it still running?";
   }
 }
 
-function showPhotoAnswer(answer) {
-  if (answer.digit === undefined || answer.digit === null) {
-    photoStatus.textContent = answer.error || "No digit found.";
+function showPhotoReading(answer) {
+  if (answer.error) {
+    photoStatus.textContent = answer.error;
     return;
   }
-  photoStatus.textContent = `Read ${answer.digit} (${(answer.confidence * 100).toFixed(1)}% sure).`;
-  if (!answer.box || !photo.naturalWidth) return;
-  const [x, y, w, h] = answer.box;
+  if (!answer.lines || !answer.lines.length) {
+    photoStatus.textContent = "No number found.";
+    return;
+  }
+  const texts = answer.lines.map((line) => line.text_full);
+  photoStatus.textContent = `Read ${texts.join(", ")}.`;
+  if (!photo.naturalWidth) return;
+  for (const line of answer.lines) {
+    for (const digit of line.digits) addBox(digit.box, String(digit.digit), "box");
+    if (line.digits.length > 1) addBox(line.box, line.text_full, "box line");
+  }
+}
+
+function addBox([x, y, w, h], label, className) {
   const box = document.createElement("div");
-  box.className = "box";
+  box.className = className;
   Object.assign(box.style, {
     left: `${(100 * x) / photo.naturalWidth}%`, top: `${(100 * y) / photo.naturalHeight}%`,
     width: `${(100 * w) / photo.naturalWidth}%`, height: `${(100 * h) / photo.naturalHeight}%`,
   });
-  box.innerHTML = `<span>${answer.digit}</span>`;
+  const tag = document.createElement("span");
+  tag.textContent = label;
+  box.appendChild(tag);
   boxes.appendChild(box);
 }
 

@@ -5,8 +5,9 @@ It starts a real server (``python -m inkdigits serve``) on a free port and then:
 1. First prediction: the time from the port accepting connections to the first
    ``/api/predict`` answer (the model must already be warm).
 2. Load: ``--clients`` concurrent clients (default 64), each sending one request after the
-   other for ``--seconds`` (default 30) to ``--endpoint`` (default ``/api/predict``), with
-   PNG and JPEG images from 28x28 to 300x300 pixels (MNIST test digits drawn on paper).
+   other (``--think`` seconds apart; default 0, a closed loop) for ``--seconds`` (default
+   30) to ``--endpoint`` (default ``/api/predict``), with PNG and JPEG images from 28x28
+   to 300x300 pixels (MNIST test digits drawn on paper).
    Half the requests are multipart forms, half raw bodies. Reported: requests/s, p50 / p90 /
    p99 latency, errors (anything but 200), and the server's resident memory before and after.
 3. Bad-input storm: truncated, oversized, decompression-bomb, wrong-type, empty and garbage
@@ -27,6 +28,7 @@ import contextlib
 import io
 import json
 import os
+import random
 import socket
 import struct
 import subprocess
@@ -168,8 +170,9 @@ async def get(port: int, path: str) -> tuple[int, bytes]:
         await connection.close()
 
 
-async def run_clients(port: int, clients: int, seconds: float, requests: list[bytes]) -> dict:
-    """Closed loop: every client sends its next request as soon as the last one is answered."""
+async def run_clients(port: int, clients: int, seconds: float, requests: list[bytes], think: float = 0.0) -> dict:
+    """Every client sends its next request ``think`` seconds after the last one was answered
+    (0: at once, a closed loop that measures the server saturated)."""
     latencies: list[float] = []
     statuses: dict[int, int] = {}
     failures: list[str] = []
@@ -190,6 +193,8 @@ async def run_clients(port: int, clients: int, seconds: float, requests: list[by
                 continue
             latencies.append(time.perf_counter() - started)
             statuses[status] = statuses.get(status, 0) + 1
+            if think:
+                await asyncio.sleep(think * (0.5 + random.random()))  # jittered, so clients do not march in step
         await connection.close()
 
     started = time.perf_counter()
@@ -248,11 +253,12 @@ async def main_async(args: argparse.Namespace) -> dict:
             requests.append(request_bytes(args.endpoint, body_bytes, ctype))
         await run_clients(port, min(8, args.clients), 2.0, requests)  # warm the connections and caches
         before = rss_mb(server.pid)
-        load = await run_clients(port, args.clients, args.seconds, requests)
+        load = await run_clients(port, args.clients, args.seconds, requests, args.think)
         after = rss_mb(server.pid)
         errors = sum(n for s, n in load["statuses"].items() if s != 200) + load["connection_failures"]
         print(
-            f"load: {args.clients} clients x {args.seconds:g} s on {args.endpoint}: {load['requests']} requests, "
+            f"load: {args.clients} clients x {args.seconds:g} s on {args.endpoint}, "
+            f"{f'{args.think:g} s between requests' if args.think else 'closed loop'}: {load['requests']} requests, "
             f"{load['rps']:.0f} req/s; latency p50 {load['p50_ms']:.1f} ms, p90 {load['p90_ms']:.1f} ms, "
             f"p99 {load['p99_ms']:.1f} ms; errors {errors}; statuses {load['statuses']}"
         )
@@ -296,6 +302,12 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=64)
     parser.add_argument("--seconds", type=float, default=30)
     parser.add_argument("--storm-seconds", type=float, default=10)
+    parser.add_argument(
+        "--think",
+        type=float,
+        default=0.0,
+        help="seconds each client waits between requests, jittered (default 0: a closed loop, the server saturated)",
+    )
     parser.add_argument("--endpoint", default="/api/predict")
     parser.add_argument("--model", help="ONNX model or run folder (default: bundled)")
     parser.add_argument("--data-dir")

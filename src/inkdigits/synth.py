@@ -7,7 +7,7 @@ and passing the page through inkdigits' own preprocessing, so the model learns f
 the kind of input it will be given, the preprocessing's own artefacts included:
 
 - ``realistic_digits``: MNIST *training* digits, photographed.
-- ``non_digits``: things that are not one digit: letters from printed fonts, scribbles,
+- ``non_digits``: things that are not one digit: letters from fonts, scribbles,
   shapes, two or three digits side by side, and blank pages whose grain or shadows get
   through the preprocessing. They are the examples of the "not a digit" class.
 

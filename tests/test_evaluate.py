@@ -47,7 +47,9 @@ def test_cli_and_api_print_the_same_numbers_and_write_the_report(mnist_dir, tmp_
         with Image.open(out / name) as picture:
             assert picture.format == "PNG" and picture.width > 400
     matrix = np.array(from_cli["confusion_matrix"])
-    assert matrix.sum() == 10000 and np.trace(matrix) == round(from_cli["accuracy"] * 10000)
+    # Images the model declined as "not a digit" are counted as errors but sit in no cell.
+    assert matrix.sum() + from_cli["unread"] == 10000
+    assert np.trace(matrix) == round(from_cli["accuracy"] * 10000)
 
 
 def test_text_report_has_the_table_and_matrix(mnist_dir, tmp_path):
@@ -63,3 +65,16 @@ def test_bundled_model_scores_what_its_card_claims(mnist_dir):
     assert report.accuracy == pytest.approx(card["metrics"]["test"]["accuracy"], abs=1e-4)
     assert "inkdigits train" in card["reproduce"]
     assert card["data"]["mnist_sha256"]
+    assert report.accuracy >= 0.996  # issue 4: the bundled model keeps MNIST at 99.6% or more
+
+
+def test_bundled_model_declines_non_digits_with_a_calibrated_threshold():
+    recognizer = Recognizer.load()
+    card = recognizer.card
+    assert card["classes"] == 11 and card["labels"][-1] == "not a digit"
+    calibration = card["calibration"]
+    assert recognizer.temperature == calibration["temperature"] != 1.0
+    assert recognizer.threshold == calibration["threshold"]
+    for part in ("mnist", "realistic", "non-digits"):  # calibration must have helped on every part
+        assert calibration["validation"][part]["ece_after"] < calibration["validation"][part]["ece_before"]
+    assert calibration["validation"]["realistic"]["accepted_at_threshold"] >= 0.99

@@ -152,3 +152,33 @@ def test_handwriting_training_adds_a_not_a_digit_class_and_calibration(mnist, mn
 def test_no_digit_error_is_raised_for_a_blank_canvas():
     with pytest.raises(NoDigitError):
         Recognizer.load().predict(np.full((280, 280), 255, np.uint8))
+
+
+def star(canvas: np.ndarray) -> None:
+    points = np.array([[120, 25], [175, 200], [30, 90], [210, 90], [65, 200]])
+    cv2.polylines(canvas, [points], True, 20, 7)
+
+
+def hash_mark(canvas: np.ndarray) -> None:
+    for p, q in [((90, 30), (80, 210)), ((150, 30), (140, 210)), ((40, 90), (200, 90)), ((40, 150), (200, 150))]:
+        cv2.line(canvas, p, q, 20, 7)
+
+
+def smiley(canvas: np.ndarray) -> None:
+    cv2.circle(canvas, (120, 120), 90, 20, 7)
+    cv2.circle(canvas, (85, 95), 10, 20, -1)
+    cv2.circle(canvas, (155, 95), 10, 20, -1)
+    cv2.ellipse(canvas, (120, 140), (45, 30), 0, 10, 170, 20, 7)
+
+
+def letter_a(canvas: np.ndarray) -> None:
+    cv2.putText(canvas, "A", (45, 200), cv2.FONT_HERSHEY_SIMPLEX, 6, 20, 14)
+
+
+@pytest.mark.parametrize("draw", [star, hash_mark, smiley, letter_a])
+def test_the_bundled_model_declines_what_is_not_a_digit(draw):
+    canvas = np.full((240, 240), 245, np.uint8)
+    draw(canvas)
+    prediction = Recognizer.load().predict(canvas)
+    assert prediction.rejected, (draw.__name__, prediction.digit, prediction.confidence, prediction.not_digit)
+    assert prediction.reason

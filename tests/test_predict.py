@@ -39,7 +39,7 @@ def test_json_lines_in_input_order_with_errors_in_place(bad_inputs):
     assert [row["file"] for row in rows] == args
     assert rows[0]["digit"] == 3 and rows[2]["digit"] == 7
     assert set(rows[0]) >= {"file", "digit", "confidence", "probabilities"}
-    assert abs(sum(rows[0]["probabilities"]) - 1) < 1e-4
+    assert abs(sum(rows[0]["probabilities"]) + rows[0]["not_digit"] - 1) < 1e-4
     assert rows[0]["confidence"] == max(rows[0]["probabilities"])
     assert set(rows[1]) == {"file", "error"} and "does not exist" in rows[1]["error"]
 

@@ -244,7 +244,7 @@ class Recognizer:
             offset += len(spans)
             scores = {span: float(np.log(max(p[:10].max(), 1e-9))) for span, p in zip(spans, scored, strict=True)}
             by_span = dict(zip(spans, scored, strict=True))
-            line = self._line(page, row, [(span, by_span[span]) for span in best_path(len(row.atoms), scores)])
+            line = self._line(page, row, [(span, by_span[span]) for span in best_path(row, scores)])
             if line is not None:
                 lines.append(line)
         return Reading(lines, describe(image))

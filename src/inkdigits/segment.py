@@ -32,6 +32,8 @@ SMALL = 0.45
 # Most atoms one digit may be made of, and the widest a digit may be (times text height).
 MAX_ATOMS = 4
 MAX_DIGIT_WIDTH = 1.5
+# The log-probability a reading pays for cutting one blob into two digits.
+CUT_PENALTY = 1.0
 
 
 @dataclass
@@ -39,6 +41,7 @@ class Atom:
     """A piece of ink: a blob (or a slice of a wide blob between two cut columns)."""
 
     labels: tuple[int, ...]  # the blob labels it holds (a digit plus its detached parts)
+    blob: int  # the blob it was cut from: atoms of one blob are one digit unless cut apart
     x0: int  # column range, exclusive end, in working pixels
     x1: int
     y0: int
@@ -224,10 +227,10 @@ def build_row(
         x1 = max(int(stats[j, cv2.CC_STAT_LEFT] + stats[j, cv2.CC_STAT_WIDTH]) for j in group)
         y0 = min(int(stats[j, cv2.CC_STAT_TOP]) for j in group)
         y1 = max(int(stats[j, cv2.CC_STAT_TOP] + stats[j, cv2.CC_STAT_HEIGHT]) for j in group)
-        cuts = cut_columns(labels[y:y + h, x:x + w] == i, height, stroke) if w > 0.55 * height else []  # fmt: skip
+        cuts = cut_columns(labels[y:y + h, x:x + w] == i, height, stroke) if w > 0.8 * height else []  # fmt: skip
         edges = [x0, *(x + c for c in cuts), x1]
         for a, b in itertools.pairwise(edges):
-            atoms.append(Atom(group, a, b, y0, y1))
+            atoms.append(Atom(group, i, a, b, y0, y1))
     atoms.sort(key=lambda a: a.centre)
     separators.sort(key=lambda s: s.x0)
     return Row(atoms, separators, height)
@@ -301,15 +304,24 @@ def hypotheses(row: Row) -> list[tuple[int, int]]:
     return runs
 
 
-def best_path(count: int, scores: dict[tuple[int, int], float]) -> list[tuple[int, int]]:
-    """The split of atoms 0..count into runs with the highest total score (dynamic programming)."""
+def best_path(row: Row, scores: dict[tuple[int, int], float]) -> list[tuple[int, int]]:
+    """The split of the row's atoms into runs with the highest total score (dynamic programming).
+
+    Separating two atoms of one blob costs CUT_PENALTY: touching digits happen, but less
+    often than one digit, and a slice of a digit can look like another digit.
+    """
+    count = len(row.atoms)
     best = [-np.inf] * (count + 1)
     back = [0] * (count + 1)
     best[0] = 0.0
     for end in range(1, count + 1):
         for start in range(max(0, end - MAX_ATOMS), end):
             score = scores.get((start, end))
-            if score is not None and best[start] + score > best[end]:
+            if score is None:
+                continue
+            if start > 0 and row.atoms[start - 1].blob == row.atoms[start].blob:
+                score -= CUT_PENALTY
+            if best[start] + score > best[end]:
                 best[end], back[end] = best[start] + score, start
     path = []
     end = count

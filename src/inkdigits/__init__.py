@@ -22,18 +22,21 @@ from .errors import (
     NotAnImageError,
 )
 from .evaluate import EvaluationReport, evaluate
-from .recognize import Prediction, Recognizer, bundled_model_path
+from .recognize import DigitReading, LineReading, Prediction, Reading, Recognizer, bundled_model_path
 
 __all__ = [
     "BadImageError",
     "DataError",
+    "DigitReading",
     "EvaluationReport",
     "ImageTooLargeError",
     "InkdigitsError",
+    "LineReading",
     "ModelError",
     "NoDigitError",
     "NotAnImageError",
     "Prediction",
+    "Reading",
     "Recognizer",
     "__version__",
     "bundled_model_path",

@@ -74,13 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="least calibrated confidence to report a digit, 0..1 (default: the one in the model's "
         "card, chosen on validation data; else 0.5); below it the answer is declined, with a reason",
     )
-    predict.add_argument(
-        "--max-pixels",
-        type=int,
-        default=DEFAULT_MAX_PIXELS,
-        metavar="N",
-        help=f"refuse images larger than N pixels before decoding them (default {DEFAULT_MAX_PIXELS:,})",
-    )
+    _add_max_pixels(predict)
     predict.set_defaults(handler=cmd_predict)
 
     read = commands.add_parser(
@@ -99,13 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
         help='print JSON Lines: {"file", "text", "lines": [{"text", "text_full", "box", "confidence", '
         '"digits": [{"digit", "confidence", "box"}]}]}, one per image, in order',
     )
-    read.add_argument(
-        "--max-pixels",
-        type=int,
-        default=DEFAULT_MAX_PIXELS,
-        metavar="N",
-        help=f"refuse images larger than N pixels before decoding them (default {DEFAULT_MAX_PIXELS:,})",
-    )
+    _add_max_pixels(read)
     read.set_defaults(handler=cmd_read)
 
     data = commands.add_parser(
@@ -280,6 +268,25 @@ def _probability(text: str) -> float:
     return value
 
 
+def _add_max_pixels(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--max-pixels",
+        type=int,
+        default=DEFAULT_MAX_PIXELS,
+        metavar="N",
+        help=f"refuse images larger than N pixels before decoding them (default {DEFAULT_MAX_PIXELS:,})",
+    )
+
+
+def _report_error(name: str, error: InkdigitsError, as_json: bool) -> int:
+    """One image that could not be read: a JSON line or one sentence on stderr; its exit code."""
+    if as_json:
+        print(json.dumps({"file": name, "error": str(error)}))
+    else:
+        _fail(f"{name}: {error}")
+    return error.exit_code
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     from .recognize import Recognizer
 
@@ -289,11 +296,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     code = EXIT_OK
     for name, result in zip(args.images, results, strict=True):
         if isinstance(result, InkdigitsError):
-            code = max(code, result.exit_code)
-            if args.json:
-                print(json.dumps({"file": name, "error": str(result)}))
-            else:
-                _fail(f"{name}: {result}")
+            code = max(code, _report_error(name, result, args.json))
             continue
         if result.rejected:
             code = max(code, EXIT_NOT_FOUND)
@@ -320,11 +323,7 @@ def cmd_read(args: argparse.Namespace) -> int:
         try:
             reading = recognizer.read(name)
         except InkdigitsError as exc:
-            code = max(code, exc.exit_code)
-            if args.json:
-                print(json.dumps({"file": name, "error": str(exc)}))
-            else:
-                _fail(f"{name}: {exc}")
+            code = max(code, _report_error(name, exc, args.json))
             continue
         if not reading.lines:
             code = max(code, EXIT_NOT_FOUND)

@@ -54,6 +54,7 @@ TRAINING_HANDWRITING_FONTS = (
 # Letters that are drawn exactly like a digit (O and 0, l and 1) are neither digits nor
 # non-digits: no reader can tell them apart out of context.
 LETTERS = "".join(c for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz" if c not in "OoIl")
+# In the order of _non_digit_makers, with the share of the bank each gets.
 NON_DIGIT_KINDS = ("letter", "scribble", "stroke", "shape", "several digits", "blank page")
 NON_DIGIT_SHARES = (0.35, 0.1, 0.1, 0.2, 0.1, 0.15)
 

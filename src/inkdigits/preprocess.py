@@ -119,15 +119,15 @@ def _working_copy(gray: np.ndarray) -> np.ndarray:
     return cv2.resize(gray, None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA)
 
 
-def _closing_side(small: np.ndarray, dark_ink: bool) -> int:
-    """A closing width safely wider than the strokes: a fifth of the image, or more for fat pens.
+def _closing_side(paper: np.ndarray) -> int:
+    """A closing width safely wider than the (dark) strokes on ``paper``: a fifth of the
+    image, or more for fat pens.
 
     A closing narrower than a stroke would hollow it out. The strokes' width is measured on
     what a first closing finds (twice area over outline), and the width is raised to three
     strokes when needed.
     """
-    side = max(5, round(max(small.shape) * BACKGROUND_KERNEL) | 1)
-    paper = small if dark_ink else 1.0 - small
+    side = max(5, round(max(paper.shape) * BACKGROUND_KERNEL) | 1)
     residual = cv2.morphologyEx(paper, cv2.MORPH_BLACKHAT, cv2.getStructuringElement(cv2.MORPH_RECT, (side, side)))
     peak = float(residual.max())
     if peak <= 0:
@@ -172,7 +172,7 @@ def flatten_illumination(gray: np.ndarray, dark_ink: bool) -> np.ndarray:
         background = np.full_like(paper, float(np.median(paper)))
     else:
         small = _working_copy(paper)
-        side = _closing_side(small, dark_ink=True)
+        side = _closing_side(small)
         kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (side, side))
         estimate = cv2.morphologyEx(small, cv2.MORPH_CLOSE, kernel, borderType=cv2.BORDER_REPLICATE)
         estimate = cv2.GaussianBlur(estimate, (0, 0), side / 16)

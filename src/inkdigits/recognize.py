@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -22,6 +22,9 @@ from .calibrate import apply_temperature
 from .errors import InkdigitsError, ModelError, NoDigitError
 from .images import DEFAULT_MAX_PIXELS, ImageInput, describe, load_image
 from .preprocess import Preprocessed, to_mnist
+
+if TYPE_CHECKING:  # segment is imported only when a page is read
+    from .segment import Page, Row
 
 CARD_KEY = "inkdigits.card"  # same key the exporter writes; repeated to keep torch out
 # A gap wider than this (times the row's text height), and than twice the row's usual gap
@@ -249,7 +252,7 @@ class Recognizer:
                 lines.append(line)
         return Reading(lines, describe(image))
 
-    def _line(self, page: Any, row: Any, path: list[tuple[tuple[int, int], np.ndarray]]) -> LineReading | None:
+    def _line(self, page: Page, row: Row, path: list[tuple[tuple[int, int], np.ndarray]]) -> LineReading | None:
         """Digits along the chosen path (none that is likelier not a digit), with separators."""
         items: list[tuple[int, int, str, DigitReading | None]] = []
         for (start, end), p in path:

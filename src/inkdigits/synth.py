@@ -54,9 +54,15 @@ TRAINING_HANDWRITING_FONTS = (
 # Letters that are drawn exactly like a digit (O and 0, l and 1) are neither digits nor
 # non-digits: no reader can tell them apart out of context.
 LETTERS = "".join(c for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz" if c not in "OoIl")
-# In the order of _non_digit_makers, with the share of the bank each gets.
-NON_DIGIT_KINDS = ("letter", "scribble", "stroke", "shape", "several digits", "blank page")
-NON_DIGIT_SHARES = (0.35, 0.1, 0.1, 0.2, 0.1, 0.15)
+# The share of the non-digit bank each kind gets.
+NON_DIGIT_SHARES = {
+    "letter": 0.35,
+    "scribble": 0.1,
+    "stroke": 0.1,
+    "shape": 0.2,
+    "several digits": 0.1,
+    "blank page": 0.15,
+}
 
 
 def training_fonts() -> list[Path]:
@@ -309,7 +315,7 @@ def realistic_digits(images: np.ndarray, labels: np.ndarray, count: int, seed: i
     return np.stack(out), np.array(out_labels, np.int64)
 
 
-def _non_digit_makers(images: np.ndarray) -> list[Callable[[int, np.random.Generator], np.ndarray | None]]:
+def _non_digit_makers(images: np.ndarray) -> dict[str, Callable[[int, np.random.Generator], np.ndarray | None]]:
     fonts = training_fonts()
 
     def letter(height: int, rng: np.random.Generator) -> np.ndarray | None:
@@ -329,23 +335,25 @@ def _non_digit_makers(images: np.ndarray) -> list[Callable[[int, np.random.Gener
             page = (page * (1 - rng.uniform(0.2, 0.6) * shade)[..., None]).astype(np.uint8)
         return page
 
-    return [
-        letter,
-        lambda height, rng: photograph(scribble_mask(height, rng), rng),
-        lambda height, rng: photograph(arc_mask(height, rng), rng),
-        lambda height, rng: photograph(shape_mask(height, rng), rng),
-        lambda height, rng: photograph(several_digits_mask(images, height, rng), rng),
-        blank,
-    ]
+    return {
+        "letter": letter,
+        "scribble": lambda height, rng: photograph(scribble_mask(height, rng), rng),
+        "stroke": lambda height, rng: photograph(arc_mask(height, rng), rng),
+        "shape": lambda height, rng: photograph(shape_mask(height, rng), rng),
+        "several digits": lambda height, rng: photograph(several_digits_mask(images, height, rng), rng),
+        "blank page": blank,
+    }
 
 
 def non_digits(images: np.ndarray, count: int, seed: int) -> np.ndarray:
     """``count`` preprocessed non-digits, (N, 28, 28) uint8; ``images`` are MNIST training digits."""
     rng = np.random.default_rng([seed, 2])
     makers = _non_digit_makers(images)
+    kinds = list(NON_DIGIT_SHARES)
+    shares = list(NON_DIGIT_SHARES.values())
     out: list[np.ndarray] = []
     while len(out) < count:
-        kind = int(rng.choice(len(makers), p=NON_DIGIT_SHARES))
+        kind = kinds[int(rng.choice(len(kinds), p=shares))]
         height = int(np.exp(rng.uniform(np.log(20), np.log(140))))
         page = makers[kind](height, rng)
         digit = None if page is None else _as_mnist(page)

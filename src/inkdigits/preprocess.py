@@ -96,7 +96,9 @@ def remove_ruled_lines(ink: np.ndarray) -> np.ndarray:
     lines = np.zeros_like(mask)
     for length, kernel_shape in ((width, (max(3, width // 4), 1)), (height, (1, max(3, height // 4)))):
         run = cv2.morphologyEx(mask, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, kernel_shape))
-        if not cv2.countNonZero(run):
+        # Labelling is the costly part; runs that all fit in a short box cannot hold a line.
+        _, _, run_width, run_height = cv2.boundingRect(run)
+        if (run_width if kernel_shape[0] > 1 else run_height) < 0.75 * length:
             continue
         count, labels, stats, _ = cv2.connectedComponentsWithStats(run, connectivity=8)
         horizontal = kernel_shape[0] > 1
@@ -119,21 +121,25 @@ def _working_copy(gray: np.ndarray) -> np.ndarray:
     return cv2.resize(gray, None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA)
 
 
-def _closing_side(paper: np.ndarray) -> int:
-    """A closing width safely wider than the (dark) strokes on ``paper``: a fifth of the
-    image, or more for fat pens.
+def _paper_closing(paper: np.ndarray) -> tuple[np.ndarray, int]:
+    """The closing of ``paper`` (dark strokes filled in) by a square safely wider than the
+    strokes, and that square's side: a fifth of the image, or more for fat pens.
 
     A closing narrower than a stroke would hollow it out. The strokes' width is measured on
-    what a first closing finds (twice area over outline), and the width is raised to three
-    strokes when needed.
+    what a first closing finds (twice area over outline); when they need a side over three
+    strokes wide, the closing is done again with it.
     """
     side = max(5, round(max(paper.shape) * BACKGROUND_KERNEL) | 1)
-    residual = cv2.morphologyEx(paper, cv2.MORPH_BLACKHAT, cv2.getStructuringElement(cv2.MORPH_RECT, (side, side)))
+    residual = cv2.morphologyEx(paper, cv2.MORPH_BLACKHAT, _square(side), borderType=cv2.BORDER_REPLICATE)
     peak = float(residual.max())
-    if peak <= 0:
-        return side
-    stroke = stroke_width(residual / peak)
-    return max(side, round(3 * stroke) | 1)
+    wanted = side if peak <= 0 else max(side, round(3 * stroke_width(residual / peak)) | 1)
+    if wanted == side:
+        return paper + residual, side  # black-hat is closing minus image
+    return cv2.morphologyEx(paper, cv2.MORPH_CLOSE, _square(wanted), borderType=cv2.BORDER_REPLICATE), wanted
+
+
+def _square(side: int) -> np.ndarray:
+    return cv2.getStructuringElement(cv2.MORPH_RECT, (side, side))
 
 
 def ink_polarity(gray: np.ndarray) -> bool:
@@ -171,11 +177,8 @@ def flatten_illumination(gray: np.ndarray, dark_ink: bool) -> np.ndarray:
     if max(height, width) < FLATTEN_MIN_SIDE:
         background = np.full_like(paper, float(np.median(paper)))
     else:
-        small = _working_copy(paper)
-        side = _closing_side(small)
-        kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (side, side))
-        estimate = cv2.morphologyEx(small, cv2.MORPH_CLOSE, kernel, borderType=cv2.BORDER_REPLICATE)
-        estimate = cv2.GaussianBlur(estimate, (0, 0), side / 16)
+        closed, side = _paper_closing(_working_copy(paper))
+        estimate = cv2.GaussianBlur(closed, (0, 0), side / 16)
         background = cv2.resize(estimate, (width, height), interpolation=cv2.INTER_LINEAR)
     # The floor keeps a dark photo's noise (or a wrongly guessed polarity) from being amplified.
     darkness = (background - paper) / np.maximum(background, 0.3)

@@ -34,6 +34,7 @@ class Limits:
     max_upload_bytes: int = 10 * MB
     max_pixels: int = DEFAULT_MAX_PIXELS
     timeout_seconds: float = 10.0
+    # ``serve``: worker processes; ``create_app`` alone: recognition threads in this process.
     workers: int = max(1, os.cpu_count() or 1)
 
 

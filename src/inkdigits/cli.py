@@ -236,9 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"largest decoded image, pixels (default {DEFAULT_MAX_PIXELS:,})",
     )
     serve.add_argument("--timeout", type=float, default=10, help="seconds allowed per request (default 10)")
-    serve.add_argument(
-        "--workers", type=int, help="worker processes, each with its own model (default: the CPU count)"
-    )
+    serve.add_argument("--workers", type=int, help="worker processes, each with its own model (default: the CPU count)")
     serve.add_argument(
         "--threshold",
         type=_probability,

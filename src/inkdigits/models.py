@@ -227,3 +227,45 @@ def resnet(normalization: str = "scale01", classes: int = DIGITS) -> nn.Module:
         nn.Dropout(0.2),
         nn.Linear(96 * 3 * 3, classes),
     )
+
+
+class LineReader(nn.Module):
+    """Reads a whole row of digits and separators: CNN features per column, a bidirectional
+    LSTM along the row, and per-step class scores for CTC (``inkdigits.lines``).
+
+    Input (N, 1, 32, W), white ink on black in [0, 1]; output (N, W / 2, classes) logits.
+    The convolutions fold the 32-pixel height into one feature column every two pixels (a
+    digit spans about eight steps, so even a tight "11" has room for the blank between its
+    ones); the LSTM gives each step the context of its neighbours, which is what tells where
+    one touching digit ends and the next begins. Widths are small (16-64 channels, 64 LSTM
+    units per direction) so that it trains on two CPU cores in minutes.
+    """
+
+    def __init__(self, classes: int) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            *_conv_block(1, 16),
+            nn.MaxPool2d(2),  # 16 x W/2
+            *_conv_block(16, 32),
+            nn.MaxPool2d((2, 1)),  # 8 x W/2
+            *_conv_block(32, 48),
+            nn.MaxPool2d((2, 1)),  # 4 x W/2
+            *_conv_block(48, 64),
+            nn.MaxPool2d((4, 1)),  # 1 x W/2
+        )
+        self.rnn = nn.LSTM(64, 64, bidirectional=True, batch_first=True)
+        self.head = nn.Linear(128, classes)
+        # Training may run the convolutions under bf16 autocast (a third faster on CPUs with
+        # bf16 units); the LSTM and evaluation stay in float32.
+        self.bf16_features = False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.bf16_features and self.training:
+            with torch.autocast(x.device.type, dtype=torch.bfloat16):
+                features = self.features(x)
+            features = features.float()
+        else:
+            features = self.features(x)
+        columns = features.squeeze(2).transpose(1, 2)  # N, T, 64
+        context, _ = self.rnn(columns)
+        return self.head(context)

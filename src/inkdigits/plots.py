@@ -146,3 +146,24 @@ def plot_prediction(prediction: Any, path: str | os.PathLike[str], top: int = 3)
     verdict = f"not a digit: {prediction.reason}" if rejected else f"{prediction.digit} ({prediction.confidence:.1%})"
     figure.suptitle(f"{prediction.source}: {verdict}   [{best}]", fontsize=10, y=1.04)
     return _save(figure, Path(path))
+
+
+def plot_reading(reading: Any, pixels: np.ndarray, path: str | os.PathLike[str]) -> Path:
+    """The image with every line's box (blue) and every digit's box and reading (red)."""
+    plt = _pyplot()
+    height, width = pixels.shape[:2]
+    scale = min(12 / width, 9 / height, 0.02)
+    figure, axis = plt.subplots(figsize=(max(4.0, width * scale), max(3.0, height * scale)))
+    axis.imshow(pixels, cmap=None if pixels.ndim == 3 else "gray", vmin=0, vmax=1)
+    axis.axis("off")
+    for line in reading.lines:
+        x, y, w, h = line.box
+        axis.add_patch(plt.Rectangle((x, y), w, h, fill=False, edgecolor="tab:blue", linewidth=1.5))
+        axis.text(x, y - 4, f"{line.text_full}  ({line.confidence:.0%})", color="tab:blue", fontsize=10, va="bottom")
+        for digit in line.digits:
+            dx, dy, dw, dh = digit.box
+            axis.add_patch(plt.Rectangle((dx, dy), dw, dh, fill=False, edgecolor="red", linewidth=1))
+            axis.text(dx + dw / 2, dy + dh + 2, str(digit.digit), color="red", fontsize=9, ha="center", va="top")
+    text = reading.text or "no number found"
+    axis.set_title(f"{reading.source}: {text}", fontsize=10)
+    return _save(figure, Path(path))

@@ -23,7 +23,8 @@ from .errors import InkdigitsError, ModelError, NoDigitError
 from .images import DEFAULT_MAX_PIXELS, ImageInput, describe, load_image
 from .preprocess import Preprocessed, to_mnist
 
-if TYPE_CHECKING:  # segment is imported only when a page is read
+if TYPE_CHECKING:  # segment and lines are imported only when a page is read
+    from .lines import LineInput
     from .segment import Page, Row
 
 CARD_KEY = "inkdigits.card"  # same key the exporter writes; repeated to keep torch out
@@ -38,6 +39,11 @@ DEFAULT_THRESHOLD = 0.5
 def bundled_model_path() -> Path:
     """The default model shipped inside the package."""
     return Path(str(resources.files("inkdigits") / "bundled" / "default.onnx"))
+
+
+def bundled_reader_path() -> Path:
+    """The line reader shipped inside the package (reads whole rows; ``Recognizer.read``)."""
+    return Path(str(resources.files("inkdigits") / "bundled" / "reader.onnx"))
 
 
 def _resolve(path: str | os.PathLike[str] | None) -> Path:
@@ -72,17 +78,8 @@ class OnnxModel:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str] | None = None, threads: int | None = None) -> OnnxModel:
-        import onnxruntime as ort
-
         resolved = _resolve(path)
-        options = ort.SessionOptions()
-        options.log_severity_level = 3  # onnxruntime's warnings are for us, not for users
-        if threads:
-            options.intra_op_num_threads = threads
-        try:
-            session = ort.InferenceSession(str(resolved), options, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # onnxruntime raises its own exception types for bad files
-            raise ModelError(f"{resolved} is not a readable ONNX model ({type(exc).__name__}).") from exc
+        session = _session(resolved, threads)
         _check_signature(session, resolved)
         return cls(session, resolved)
 
@@ -102,6 +99,40 @@ class OnnxModel:
             for start in range(0, len(images), batch)
         ]
         return np.concatenate(chunks) if chunks else np.zeros((0, self.classes), np.float32)
+
+
+class OnnxLineReader:
+    """The ONNX line reader: (N, 1, 32, W) rows -> (N, W / 2, classes) CTC probabilities."""
+
+    def __init__(self, session: Any, path: Path) -> None:
+        self.session, self.path = session, path
+        self.input_name = session.get_inputs()[0].name
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str] | None = None, threads: int | None = None) -> OnnxLineReader | None:
+        """The reader at ``path``; ``None``: the bundled one, or None where none is bundled."""
+        resolved = Path(path) if path is not None else bundled_reader_path()
+        if path is None and not resolved.is_file():
+            return None
+        return cls(_session(resolved, threads), resolved)
+
+    def probabilities(self, batch: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {self.input_name: np.ascontiguousarray(batch, dtype=np.float32)})[0]
+
+
+def _session(path: Path, threads: int | None) -> Any:
+    import onnxruntime as ort
+
+    if not path.is_file():
+        raise ModelError(f"Model {path} does not exist.")
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # onnxruntime's warnings are for us, not for users
+    if threads:
+        options.intra_op_num_threads = threads
+    try:
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own exception types for bad files
+        raise ModelError(f"{path} is not a readable ONNX model ({type(exc).__name__}).") from exc
 
 
 def _check_signature(session: Any, path: Path) -> None:
@@ -154,8 +185,15 @@ class Recognizer:
     7
     """
 
-    def __init__(self, model: OnnxModel, max_pixels: int = DEFAULT_MAX_PIXELS, threshold: float | None = None) -> None:
+    def __init__(
+        self,
+        model: OnnxModel,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+        threshold: float | None = None,
+        reader: OnnxLineReader | None = None,
+    ) -> None:
         self.model = model
+        self.reader = reader
         self.max_pixels = max_pixels
         calibration = model.card.get("calibration") or {}
         self.temperature = float(calibration.get("temperature", 1.0))
@@ -170,13 +208,15 @@ class Recognizer:
         max_pixels: int = DEFAULT_MAX_PIXELS,
         threads: int | None = None,
         threshold: float | None = None,
+        reader: str | os.PathLike[str] | None = None,
     ) -> Recognizer:
         """Load an ONNX model file or a training run folder; ``None`` loads the bundled model.
 
         ``threshold``: the least calibrated confidence at which a digit is reported as read
         (default: the model card's, else 0.5); below it, the answer is rejected.
+        ``reader``: the line reader ``read`` uses for whole rows (default: the bundled one).
         """
-        return cls(OnnxModel.load(path, threads), max_pixels, threshold)
+        return cls(OnnxModel.load(path, threads), max_pixels, threshold, OnnxLineReader.load(reader, threads))
 
     @property
     def card(self) -> dict[str, Any]:
@@ -224,22 +264,49 @@ class Recognizer:
     def read(self, image: ImageInput) -> Reading:
         """Every handwritten number in ``image``: rows top to bottom, digits left to right.
 
-        Recognition-driven segmentation: ``segment`` proposes digit hypotheses (blobs, and
-        wide blobs cut where touching digits join); all are scored in one model call, and
-        dynamic programming keeps, per row, the split whose digits are likeliest. An image
-        with no number gives a reading with empty text.
+        ``segment`` finds the rows (ignoring paper, ruled lines, form boxes and specks). With
+        a line reader (bundled), each row is read whole by it, touching digits included.
+        Without one, recognition-driven segmentation: digit hypotheses (blobs, and wide
+        blobs cut where touching digits join) are all scored in one call of the digit
+        model, and dynamic programming keeps, per row, the likeliest split. An image with no
+        number gives a reading with empty text.
         """
-        from .segment import best_path, find_rows, hypotheses
+        from .segment import find_rows
 
         pixels = load_image(image, self.max_pixels)
         try:
             page = find_rows(pixels)
         except NoDigitError:
             return Reading([], describe(image))
+        if self.reader is not None:
+            return Reading(self._read_rows(page), describe(image))
+        return Reading(self._segment_rows(page), describe(image))
+
+    def _read_rows(self, page: Page) -> list[LineReading]:
+        """Each row through the line reader in one batch; CTC's best path per row."""
+        from .lines import line_input, pad_batch
+
+        assert self.reader is not None
+        crops = [page.row_ink(row) for row in page.rows]
+        inputs = [line_input(ink) for ink, _ in crops]
+        if not inputs:
+            return []
+        probabilities = self.reader.probabilities(pad_batch([i.image for i in inputs]))
+        lines = []
+        for row, (ink, origin), line, p in zip(page.rows, crops, inputs, probabilities, strict=True):
+            steps = -(-line.image.shape[1] // 2)
+            reading = _row_reading(page, row, ink, origin, line, p[:steps])
+            if reading is not None:
+                lines.append(reading)
+        return lines
+
+    def _segment_rows(self, page: Page) -> list[LineReading]:
+        from .segment import best_path, hypotheses
+
         runs = [(row, hypotheses(row)) for row in page.rows]
         crops = [page.digit_image(row.atoms[a:b]) for row, spans in runs for a, b in spans]
         if not crops:
-            return Reading([], describe(image))
+            return []
         probabilities = self.calibrated(self.model.probabilities(np.stack(crops)))
         lines, offset = [], 0
         for row, spans in runs:
@@ -250,7 +317,7 @@ class Recognizer:
             line = self._line(page, row, [(span, by_span[span]) for span in best_path(row, scores)])
             if line is not None:
                 lines.append(line)
-        return Reading(lines, describe(image))
+        return lines
 
     def _line(self, page: Page, row: Row, path: list[tuple[tuple[int, int], np.ndarray]]) -> LineReading | None:
         """Digits along the chosen path (none that is likelier not a digit), with separators."""
@@ -270,27 +337,7 @@ class Recognizer:
         for separator in row.separators:
             if first < separator.x0 and separator.x1 < last:  # only between digits
                 items.append((separator.x0, separator.x1, separator.char, None))
-        items.sort(key=lambda item: item[0])
-        # A space is a gap much wider than this writer's usual gap between digits.
-        gaps = [b[0] - a[1] for a, b in itertools.pairwise(items) if a[3] is not None and b[3] is not None]
-        space = max(SPACE_GAP * row.height, 2.0 * float(np.median(gaps))) if gaps else np.inf
-        full, previous_end = "", None
-        for x0, x1, char, _ in items:
-            if previous_end is not None and x0 - previous_end > space:
-                full += " "
-            full += char
-            previous_end = x1
-        digits = [d for *_, d in items if d is not None]
-        xs = [d.box[0] for d in digits] + [d.box[0] + d.box[2] for d in digits]
-        ys = [d.box[1] for d in digits] + [d.box[1] + d.box[3] for d in digits]
-        box = (min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys))
-        return LineReading(
-            text="".join(str(d.digit) for d in digits),
-            text_full=full,
-            box=box,
-            confidence=float(np.prod([d.confidence for d in digits])),
-            digits=digits,
-        )
+        return _assemble_line(items, row.height)
 
     def classify_mnist(self, images: np.ndarray) -> np.ndarray:
         """Calibrated probabilities for images already in MNIST form (uint8 N x 28 x 28)."""
@@ -325,6 +372,60 @@ class Recognizer:
 
 
 # ---- whole numbers ---------------------------------------------------------------------------
+
+Item = tuple[int, int, str, "DigitReading | None"]  # x0, x1 in working pixels, char, digit
+
+
+def _assemble_line(items: list[Item], row_height: float) -> LineReading | None:
+    """Digits and separators, left to right, into a line; spaces where gaps are wide."""
+    items = sorted(items, key=lambda item: item[0])
+    digits = [d for *_, d in items if d is not None]
+    if not digits:
+        return None
+    # A space is a gap much wider than this writer's usual gap between digits.
+    gaps = [b[0] - a[1] for a, b in itertools.pairwise(items) if a[3] is not None and b[3] is not None]
+    space = max(SPACE_GAP * row_height, 2.0 * float(np.median(gaps))) if gaps else np.inf
+    full, previous_end = "", None
+    for x0, x1, char, _ in items:
+        if previous_end is not None and x0 - previous_end > space:
+            full += " "
+        full += char
+        previous_end = x1
+    xs = [d.box[0] for d in digits] + [d.box[0] + d.box[2] for d in digits]
+    ys = [d.box[1] for d in digits] + [d.box[1] + d.box[3] for d in digits]
+    return LineReading(
+        text="".join(str(d.digit) for d in digits),
+        text_full=full,
+        box=(min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys)),
+        confidence=float(np.prod([d.confidence for d in digits])),
+        digits=digits,
+    )
+
+
+def _row_reading(
+    page: Page, row: Row, ink: np.ndarray, origin: tuple[int, int], line: LineInput, probabilities: np.ndarray
+) -> LineReading | None:
+    """The line reader's characters, each given the ink between its neighbours' midpoints."""
+    from .lines import greedy_decode
+
+    emitted = greedy_decode(probabilities)
+    centres = [e.centre_column(line) for e in emitted]
+    bounds = [0.0, *((a + b) / 2 for a, b in itertools.pairwise(centres)), float(ink.shape[1])]
+    columns = ink > 0.2
+    items: list[Item] = []
+    for e, left, right in zip(emitted, bounds, bounds[1:], strict=False):
+        lo, hi = max(0, int(np.floor(left))), min(ink.shape[1], int(np.ceil(right)))
+        ys, xs = np.nonzero(columns[:, lo:hi])
+        if len(ys) == 0:
+            continue
+        x0, x1 = origin[0] + lo + int(xs.min()), origin[0] + lo + int(xs.max()) + 1
+        y0, y1 = origin[1] + int(ys.min()), origin[1] + int(ys.max()) + 1
+        reading = None
+        if e.char.isdigit():
+            box = tuple(round(v / page.scale) for v in (x0, y0, x1 - x0, y1 - y0))
+            reading = DigitReading(int(e.char), e.confidence, box)  # type: ignore[arg-type]
+        items.append((x0, x1, e.char, reading))
+    return _assemble_line(items, row.height)
 
 
 @dataclass

@@ -90,6 +90,20 @@ class Page:
             return crop
         return crop[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
 
+    def row_ink(self, row: Row) -> tuple[np.ndarray, tuple[int, int]]:
+        """The row's own ink (its blobs and separators; other rows and specks blanked),
+        cropped to it, and the crop's top-left corner in working pixels."""
+        boxes = [(a.x0, a.y0, a.x1, a.y1) for a in row.atoms] + [(s.x0, s.y0, s.x1, s.y1) for s in row.separators]
+        x0, y0 = min(b[0] for b in boxes), min(b[1] for b in boxes)
+        x1, y1 = max(b[2] for b in boxes), max(b[3] for b in boxes)
+        window = self.labels[y0:y1, x0:x1]
+        keep = np.isin(window, [label for a in row.atoms for label in a.labels])
+        for s in row.separators:
+            keep[s.y0 - y0 : s.y1 - y0, s.x0 - x0 : s.x1 - x0] |= (
+                window[s.y0 - y0 : s.y1 - y0, s.x0 - x0 : s.x1 - x0] > 0
+            )
+        return np.where(keep, self.ink[y0:y1, x0:x1], 0.0).astype(np.float32), (x0, y0)
+
     def digit_image(self, atoms: list[Atom]) -> np.ndarray:
         crop = self.crop(atoms)
         if crop.size == 0 or crop.max() <= 0:
@@ -110,6 +124,7 @@ def find_rows(pixels: np.ndarray) -> Page:
     page = Page(ink, labels, scale)
     blobs = [i for i in range(1, count) if stats[i, cv2.CC_STAT_AREA] >= max(4, (0.06 * height) ** 2)]
     big = [i for i in blobs if stats[i, cv2.CC_STAT_HEIGHT] >= SMALL * height]
+    big = [i for i in big if not _is_frame(i, big, stats) and not _is_bar(i, stats, height)]
     small = [i for i in blobs if stats[i, cv2.CC_STAT_HEIGHT] < SMALL * height]
     stroke = stroke_width(ink) if big else 1.0
     for members in group_rows(big, stats):
@@ -163,6 +178,24 @@ def remove_form_lines(mask: np.ndarray, height: float) -> np.ndarray:
         if ends:
             rest[labels == i] = 0
     return rest
+
+
+def _is_frame(i: int, blobs: list[int], stats: np.ndarray) -> bool:
+    """A printed box around writing: hollow, and holding a shorter blob wholly inside it."""
+    x, y, w, h, area = (int(v) for v in stats[i, :5])
+    if area > 0.2 * w * h:
+        return False
+    for j in blobs:
+        bx, by, bw, bh = (int(v) for v in stats[j, :4])
+        if j != i and x < bx and bx + bw < x + w and y < by and by + bh < y + h and h >= 1.25 * bh:
+            return True
+    return False
+
+
+def _is_bar(i: int, stats: np.ndarray, height: float) -> bool:
+    """The side of a form box: a straight, upright bar well taller than the writing."""
+    _, _, w, h, area = (int(v) for v in stats[i, :5])
+    return h >= 1.3 * height and w <= 0.2 * h and area >= 0.6 * w * h
 
 
 def group_rows(blobs: list[int], stats: np.ndarray) -> list[list[int]]:

@@ -31,7 +31,7 @@ from PIL import Image, ImageDraw, ImageFont
 from .data import cache_dir
 from .errors import NoDigitError
 from .fsutil import atomic_write
-from .preprocess import to_mnist
+from .preprocess import ink_map, to_mnist
 
 BANK_VERSION = 4
 FONT_ROOT = Path("/usr/share/fonts")
@@ -383,3 +383,126 @@ def cached_banks(
 
     atomic_write(path, write)
     return banks
+
+
+# ---- rows of digits, for the line reader -----------------------------------------------------
+
+
+def number_text(rng: np.random.Generator) -> str:
+    """A number as people write them: a plain run of digits, an amount, a date, a phone
+    number, or digits with separators in random places. Spaces are gaps, not characters."""
+    digits = lambda n: "".join(str(d) for d in rng.integers(0, 10, n))  # noqa: E731
+    kind = int(rng.integers(0, 5))
+    if kind == 0:
+        return digits(int(rng.integers(1, 13)))
+    if kind == 1:
+        return digits(int(rng.integers(1, 7))) + str(rng.choice([".", ","])) + digits(2)
+    if kind == 2:
+        sep = str(rng.choice(["/", ".", "-"]))
+        return sep.join([digits(2), digits(2), digits(int(rng.choice([2, 4])))])
+    if kind == 3:
+        sep = str(rng.choice([" ", "-", " "]))
+        return sep.join(digits(int(rng.integers(2, 5))) for _ in range(int(rng.integers(2, 5))))
+    text = digits(1)
+    for _ in range(int(rng.integers(1, 10))):
+        if rng.random() < 0.25 and text[-1].isdigit():
+            text += str(rng.choice(list(".,-/ ")))
+        text += digits(1)
+    return text
+
+
+def _separator_mask(char: str, height: int, stroke: int, rng: np.random.Generator) -> tuple[np.ndarray, int]:
+    """A handwritten ".", ",", "-" or "/" and its top offset from the row's top."""
+    if char in ".,":
+        side = max(2, int(stroke * rng.uniform(0.9, 1.8)))
+        tail = char == ","
+        mask = np.zeros((side * (3 if tail else 1) + 1, side + 2), np.float32)
+        cv2.circle(mask, (side // 2 + 1, side // 2), max(1, side // 2), 1.0, -1, cv2.LINE_AA)
+        if tail:
+            end = (int(rng.integers(0, 2)), mask.shape[0] - 1)
+            cv2.line(mask, (side // 2 + 1, side // 2), end, 1.0, max(1, int(stroke * 0.7)), cv2.LINE_AA)
+        return mask, int(height * rng.uniform(0.82, 0.95)) - side // 2
+    if char == "-":
+        length = int(height * rng.uniform(0.2, 0.5))
+        mask = np.zeros((stroke + 3, length + 2), np.float32)
+        cv2.line(mask, (1, 1 + stroke // 2), (length, 1 + stroke // 2 + int(rng.integers(-1, 2))), 1.0, stroke)
+        return mask, int(height * rng.uniform(0.4, 0.6))
+    width = int(height * rng.uniform(0.3, 0.8))
+    mask = np.zeros((height, width + stroke * 2), np.float32)
+    cv2.line(mask, (width + stroke - 1, 1), (stroke, height - 2), 1.0, stroke, cv2.LINE_AA)
+    return mask, 0
+
+
+def number_row_mask(
+    text: str, images_by_digit: list[np.ndarray], fonts: list[Path], rng: np.random.Generator
+) -> np.ndarray:
+    """``text`` written in one row (white ink on black), digits from MNIST *training* images or
+    a handwriting font, with one spacing habit for the row: overlapping to wide."""
+    height = int(rng.integers(26, 64))
+    font = fonts[int(rng.integers(0, len(fonts)))] if fonts and rng.random() < 0.25 else None
+    spacing = float(rng.choice([rng.uniform(-0.3, -0.1), rng.uniform(-0.1, 0.05), rng.uniform(0.05, 0.9)]))
+    stroke = max(2, int(height * rng.uniform(0.07, 0.14)))
+    pieces: list[tuple[np.ndarray, int, int]] = []  # mask, top, gap before it
+    for char in text:
+        if char == " ":
+            pieces.append((np.zeros((1, 1), np.float32), 0, int(height * rng.uniform(0.5, 1.1))))
+            continue
+        gap = int(height * (spacing + rng.uniform(-0.06, 0.06)))
+        if char.isdigit():
+            size = int(height * rng.uniform(0.85, 1.08))
+            if font is not None:
+                mask = letter_mask(char, font, size, rng)
+            else:
+                pool = images_by_digit[int(char)]
+                mask = mnist_mask(pool[int(rng.integers(0, len(pool)))], size, rng)
+            top = int(rng.integers(0, max(1, height // 8)))
+        else:
+            mask, top = _separator_mask(char, height, stroke, rng)
+            gap = int(height * rng.uniform(0.05, 0.3))
+        pieces.append((mask, top, gap))
+    width = sum(m.shape[1] + abs(g) for m, _, g in pieces) + 2 * height
+    row = np.zeros((int(height * 1.5) + 4, width), np.float32)
+    x = height // 2
+    for index, (mask, top, gap) in enumerate(pieces):
+        x = max(0, x + gap) if index else x
+        h = min(mask.shape[0], row.shape[0] - top)
+        w = mask.shape[1]
+        row[top : top + h, x : x + w] = np.maximum(row[top : top + h, x : x + w], mask[:h])
+        x += w
+    return row
+
+
+def _row_augment(row: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A slight slant, tilt and wobble of the whole row, and broken strokes."""
+    h, w = row.shape
+    shear, angle = rng.uniform(-0.25, 0.25), rng.uniform(-3, 3)
+    matrix = cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0)
+    matrix[0, 1] += shear
+    matrix[0, 2] -= shear * h / 2
+    row = cv2.warpAffine(row, matrix, (w, h), flags=cv2.INTER_LINEAR, borderValue=0)
+    if rng.random() < 0.3:
+        row = _wobble(row, rng, 2.0)
+    if rng.random() < 0.2:  # a few gaps in the strokes: a dry pen, a scan's dropout
+        for _ in range(int(rng.integers(1, 4))):
+            y, x = int(rng.integers(0, h)), int(rng.integers(0, w))
+            cv2.circle(row, (x, y), int(rng.integers(1, max(2, h // 12))), 0.0, -1)
+    return row
+
+
+def number_line(
+    images_by_digit: list[np.ndarray], fonts: list[Path], rng: np.random.Generator, photographed: bool
+) -> tuple[np.ndarray, str] | None:
+    """One training row for the line reader: (its ink cropped as ``Recognizer.read`` crops a
+    row, the characters it shows). ``photographed`` rows go through a simulated camera and
+    inkdigits' own ink extraction first. None when the ink did not survive."""
+    text = number_text(rng)
+    row = _row_augment(number_row_mask(text, images_by_digit, fonts, rng), rng)
+    if photographed:
+        try:
+            row, _, _, _ = ink_map(photograph(row, rng), 1600)
+        except NoDigitError:
+            return None
+    ys, xs = np.nonzero(row > 0.2)
+    if len(ys) == 0:
+        return None
+    return row[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1], text.replace(" ", "")

@@ -1,0 +1,98 @@
+"""Reading a whole row of handwriting at once: the input and output sides of the line reader.
+
+Cutting touching or overlapping digits apart before classifying them is where segmentation
+readers fail. The line reader (a CNN + bidirectional LSTM trained with CTC, see
+``models.LineReader``) reads the row as one picture instead and emits a character, or
+nothing, for every two columns of it; CTC's rule (repeats merged, blanks dropped) turns that
+into text. This module is torch-free: it is used both to make training rows and at runtime.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from .preprocess import MNIST_BOX, thicken
+
+ALPHABET = "0123456789.,-/"
+BLANK = 0  # class 0 is CTC's "nothing here"; class i + 1 is ALPHABET[i]
+CLASSES = len(ALPHABET) + 1
+LINE_HEIGHT = 32
+INK_HEIGHT = 26  # the row's ink fills this much of the height; the rest is a margin
+LEFT = 6  # blank columns before and after the ink
+FRAME = 2  # input columns per output step
+MAX_WIDTH = 2400  # widest input; a longer row is squeezed horizontally
+
+
+@dataclass
+class LineInput:
+    image: np.ndarray  # LINE_HEIGHT x W float32, white ink on black
+    scale_x: float  # input columns per crop column
+    grown: int  # pixels thickening added around the crop
+
+
+def line_input(ink: np.ndarray) -> LineInput:
+    """A row's ink, cropped to it (white on black, 0..1) -> the reader's fixed-height input.
+
+    Thin strokes are thickened toward MNIST's width as for one digit, so a fine pen on a big
+    page does not fade to grey threads when the row is shrunk to 26 pixels.
+    """
+    height = ink.shape[0]
+    thick = thicken(ink, MNIST_BOX / max(1, height))  # strokes in proportion to MNIST's
+    grown = (thick.shape[0] - height) // 2
+    h, w = thick.shape
+    scale = INK_HEIGHT / h
+    width = max(1, min(MAX_WIDTH - 2 * LEFT, round(w * scale)))
+    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    resized = cv2.resize(thick.astype(np.float32), (width, INK_HEIGHT), interpolation=interpolation)
+    top = (LINE_HEIGHT - INK_HEIGHT) // 2
+    image = np.zeros((LINE_HEIGHT, width + 2 * LEFT), np.float32)
+    image[top : top + INK_HEIGHT, LEFT : LEFT + width] = np.clip(resized, 0.0, 1.0)
+    return LineInput(image, width / w, grown)
+
+
+def pad_batch(images: list[np.ndarray]) -> np.ndarray:
+    """Rows of different widths as one (N, 1, H, W) batch, padded with blank columns on the right."""
+    width = max(i.shape[1] for i in images)
+    width += -width % FRAME
+    batch = np.zeros((len(images), 1, LINE_HEIGHT, width), np.float32)
+    for index, image in enumerate(images):
+        batch[index, 0, :, : image.shape[1]] = image
+    return batch
+
+
+@dataclass
+class Emitted:
+    char: str
+    confidence: float  # the highest probability among the steps that emitted it
+    first: int  # first and last output step that emitted it
+    last: int
+
+    def centre_column(self, line: LineInput) -> float:
+        """Its position in the cropped row's columns (before thickening's margin)."""
+        column = ((self.first + self.last) / 2 + 0.5) * FRAME - LEFT
+        return column / line.scale_x - line.grown
+
+
+def greedy_decode(probabilities: np.ndarray) -> list[Emitted]:
+    """CTC best path: the likeliest class per step, repeats merged, blanks dropped."""
+    best = probabilities.argmax(1)
+    out: list[Emitted] = []
+    previous = BLANK
+    for step, cls in enumerate(best):
+        cls = int(cls)
+        if cls != BLANK:
+            p = float(probabilities[step, cls])
+            if cls == previous:
+                out[-1].confidence = max(out[-1].confidence, p)
+                out[-1].last = step
+            else:
+                out.append(Emitted(ALPHABET[cls - 1], p, step, step))
+        previous = cls
+    return out
+
+
+def encode(text: str) -> list[int]:
+    return [ALPHABET.index(c) + 1 for c in text]

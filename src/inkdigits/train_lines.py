@@ -1,0 +1,236 @@
+"""Train the line reader: whole rows of digits and separators, CTC loss (the ``train`` extra).
+
+    inkdigits train-reader --data-dir ../shared/data/mnist --out runs/reader
+
+Rows are written from MNIST *training* digits (the last 5,000 held out for the validation
+rows) and handwriting fonts the benchmarks do not use, with separators and every spacing
+from overlapping to wide; a quarter are photographed and go through inkdigits' own ink
+extraction. The run folder gets ``reader.safetensors`` + ``reader.json`` (each epoch,
+atomically), and ``reader.onnx`` with its card at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import multiprocessing
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import __version__
+from .checkpoint import save_checkpoint
+from .cli import add_reader_arguments
+from .data import load_mnist
+from .errors import InkdigitsError
+from .lines import ALPHABET, CLASSES, FRAME, encode, greedy_decode, line_input, pad_batch
+from .models import LineReader
+from .progress import Progress
+from .recognize import CARD_KEY
+from .synth import FONT_ROOT, TRAINING_HANDWRITING_FONTS, number_line
+from .train import physical_cores, versions
+
+VALIDATION_DIGITS = 5000
+PHOTOGRAPHED = 0.25
+STEM = "reader"
+
+
+def _digit_pools(images: np.ndarray, labels: np.ndarray) -> list[np.ndarray]:
+    return [images[labels == d] for d in range(10)]
+
+
+def _fonts() -> list[Path]:
+    return [FONT_ROOT / name for name in TRAINING_HANDWRITING_FONTS if (FONT_ROOT / name).is_file()]
+
+
+def _make_rows(job: tuple[np.ndarray, np.ndarray, int, int]) -> list[tuple[np.ndarray, str]]:
+    images, labels, count, seed = job
+    rng = np.random.default_rng(seed)
+    pools, fonts = _digit_pools(images, labels), _fonts()
+    rows: list[tuple[np.ndarray, str]] = []
+    while len(rows) < count:
+        made = number_line(pools, fonts, rng, photographed=rng.random() < PHOTOGRAPHED)
+        if made is not None:
+            image = line_input(made[0]).image
+            rows.append(((image * 255).round().astype(np.uint8), made[1]))
+    return rows
+
+
+def make_rows(
+    images: np.ndarray, labels: np.ndarray, count: int, seed: int, workers: int, label: str
+) -> list[tuple[np.ndarray, str]]:
+    """``count`` rows in chunks over ``workers`` processes; the same seed gives the same rows."""
+    chunk = 500
+    jobs = [(images, labels, min(chunk, count - start), seed * 100_003 + start) for start in range(0, count, chunk)]
+    rows: list[tuple[np.ndarray, str]] = []
+    with Progress(count, label, unit="row") as bar, multiprocessing.get_context("spawn").Pool(workers) as pool:
+        for made in pool.imap(_make_rows, jobs):
+            rows += made
+            bar.update(len(made))
+    return rows
+
+
+def batches(rows: list[tuple[np.ndarray, str]], size: int, rng: np.random.Generator) -> list[list[int]]:
+    """Batches of rows of similar width (little padding), in random order."""
+    order = sorted(range(len(rows)), key=lambda i: rows[i][0].shape[1] + rng.uniform(0, 8))
+    groups = [order[i : i + size] for i in range(0, len(order), size)]
+    rng.shuffle(groups)
+    return groups
+
+
+def to_tensors(rows: list[tuple[np.ndarray, str]], picks: list[int]) -> tuple[torch.Tensor, ...]:
+    images = pad_batch([rows[i][0].astype(np.float32) / 255 for i in picks])
+    steps = torch.tensor([math.ceil(rows[i][0].shape[1] / FRAME) for i in picks], dtype=torch.long)
+    targets = [encode(rows[i][1]) for i in picks]
+    return (
+        torch.from_numpy(images),
+        steps,
+        torch.tensor([c for t in targets for c in t], dtype=torch.long),
+        torch.tensor([len(t) for t in targets], dtype=torch.long),
+    )
+
+
+def exact_rate(model: nn.Module, rows: list[tuple[np.ndarray, str]], batch: int = 64) -> float:
+    """Share of rows read exactly (digits and separators), greedy CTC decoding."""
+    model.eval()
+    right = 0
+    with torch.inference_mode():
+        for start in range(0, len(rows), batch):
+            picks = list(range(start, min(len(rows), start + batch)))
+            images, steps, _, _ = to_tensors(rows, picks)
+            probabilities = model(images).softmax(-1).numpy()
+            for k, i in enumerate(picks):
+                text = "".join(e.char for e in greedy_decode(probabilities[k, : int(steps[k])]))
+                right += text == rows[i][1]
+    model.train()
+    return right / max(1, len(rows))
+
+
+def export_reader(model: nn.Module, path: Path, card: dict[str, Any]) -> Path:
+    """ONNX with softmax probabilities, batch and width dynamic; the card in its metadata."""
+    import json
+    import warnings
+
+    import onnx
+
+    from .fsutil import atomic_write
+
+    class Probabilities(nn.Module):
+        def __init__(self, inner: nn.Module) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.inner(x).softmax(-1)
+
+    wrapped = Probabilities(model).eval()
+    example = torch.zeros(2, 1, 32, 96)
+
+    def write(tmp: Path) -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                wrapped,
+                (example,),
+                str(tmp),
+                input_names=["rows"],
+                output_names=["probabilities"],
+                dynamic_axes={"rows": {0: "batch", 3: "width"}, "probabilities": {0: "batch", 1: "steps"}},
+                opset_version=18,
+                dynamo=False,
+            )
+        proto = onnx.load(str(tmp))
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = CARD_KEY, json.dumps(card)
+        onnx.save(proto, str(tmp))
+
+    atomic_write(path, write)
+    return path
+
+
+def _step(
+    model: nn.Module, optimizer: torch.optim.Optimizer, ctc: nn.CTCLoss, batch: tuple[torch.Tensor, ...]
+) -> float:
+    images, steps, targets, lengths = batch
+    log_probs = model(images).log_softmax(-1).transpose(0, 1)  # T, N, C as CTCLoss wants
+    loss = ctc(log_probs, targets, steps, lengths)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+    optimizer.step()
+    return float(loss.detach())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m inkdigits.train_lines", description=__doc__.splitlines()[0])
+    add_reader_arguments(parser)
+    try:
+        return train_reader(parser.parse_args(argv))
+    except InkdigitsError as exc:
+        print(f"inkdigits: {exc}", file=sys.stderr)
+        return exc.exit_code
+
+
+def train_reader(args: argparse.Namespace) -> int:
+    """Make the rows, train, export; returns the exit code."""
+    threads = args.threads or physical_cores()
+    torch.set_num_threads(threads)
+    torch.manual_seed(args.seed)
+    data = load_mnist(args.data_dir)
+    split = len(data.train_images) - VALIDATION_DIGITS
+    train_rows = make_rows(
+        data.train_images[:split], data.train_labels[:split], args.rows, args.seed, threads, "training rows"
+    )
+    val_rows = make_rows(
+        data.train_images[split:], data.train_labels[split:], args.val_rows, args.seed + 1, threads, "validation rows"
+    )
+    model = LineReader(CLASSES)
+    model.bf16_features = torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
+    steps_per_epoch = math.ceil(len(train_rows) / args.batch_size)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=args.lr, total_steps=args.epochs * steps_per_epoch, pct_start=0.15
+    )
+    ctc = nn.CTCLoss(blank=0, zero_infinity=True)
+    rng = np.random.default_rng(args.seed)
+    out = Path(args.out)
+    history: list[dict[str, Any]] = []
+    started = time.perf_counter()
+    for epoch in range(1, args.epochs + 1):
+        epoch_start, total = time.perf_counter(), 0.0
+        with Progress(len(train_rows), f"epoch {epoch}/{args.epochs}", unit="row") as bar:
+            for picks in batches(train_rows, args.batch_size, rng):
+                loss = _step(model, optimizer, ctc, to_tensors(train_rows, picks))
+                schedule.step()
+                total += loss * len(picks)
+                bar.update(len(picks), loss=loss)
+        val_exact = exact_rate(model, val_rows)
+        history.append({"epoch": epoch, "loss": total / len(train_rows), "val_exact": val_exact,
+                        "seconds": time.perf_counter() - epoch_start})  # fmt: skip
+        print(f"epoch {epoch}: loss {history[-1]['loss']:.4f}, validation rows read exactly {val_exact:.2%}")
+        meta = {"architecture": "line-reader", "alphabet": ALPHABET, "history": history, "args": vars(args)}
+        save_checkpoint(out, model, meta, stem=STEM)
+    card = {
+        "architecture": "line-reader",
+        "task": "read a row of handwritten digits and separators (CTC)",
+        "alphabet": ALPHABET,
+        "recipe": {k: v for k, v in vars(args).items() if k not in ("out", "data_dir", "threads")}
+        | {"photographed_share": PHOTOGRAPHED, "validation_digits": VALIDATION_DIGITS},
+        "data": {"sha256": data.digests},
+        "metrics": {"validation_rows_exact": history[-1]["val_exact"], "validation_rows": len(val_rows)},
+        "training_seconds": round(time.perf_counter() - started, 1),
+        "reproduce": "inkdigits train-reader --data-dir DATA --out runs/reader",
+        "versions": versions() | {"inkdigits": __version__},
+    }
+    export_reader(model.eval(), out / f"{STEM}.onnx", card)
+    print(f"validation rows read exactly: {history[-1]['val_exact']:.2%}; wrote {out / (STEM + '.onnx')}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -33,7 +33,7 @@ from .errors import NoDigitError
 from .fsutil import atomic_write
 from .preprocess import ink_map, to_mnist
 
-BANK_VERSION = 4
+BANK_VERSION = 5
 FONT_ROOT = Path("/usr/share/fonts")
 TRAINING_FONT_FAMILIES = ("truetype/dejavu", "truetype/liberation", "truetype/femkeklaver")
 # Handwriting fonts for letters: only files the benchmarks never use (they draw with dkg,
@@ -104,6 +104,30 @@ def letter_mask(letter: str, font: Path, height: int, rng: np.random.Generator) 
     )
     mask = np.asarray(canvas.rotate(float(rng.uniform(-15, 15)), resample=Image.BICUBIC), np.float32) / 255
     return _fit_height(_wobble(mask, rng, 6.0), height)
+
+
+# OpenCV's Hershey fonts are single-line vector fonts: drawn with a round pen, their letters
+# are strokes, as handwriting is, where outline fonts give filled shapes.
+HERSHEY_FONTS = (
+    cv2.FONT_HERSHEY_SCRIPT_SIMPLEX,
+    cv2.FONT_HERSHEY_SCRIPT_COMPLEX,
+    cv2.FONT_HERSHEY_SIMPLEX,
+    cv2.FONT_HERSHEY_COMPLEX,
+    cv2.FONT_HERSHEY_SIMPLEX | cv2.FONT_ITALIC,
+    cv2.FONT_HERSHEY_COMPLEX_SMALL | cv2.FONT_ITALIC,
+)
+
+
+def stroke_letter_mask(letter: str, height: int, rng: np.random.Generator) -> np.ndarray:
+    """A letter drawn as pen strokes (a Hershey font), slanted and wobbled like handwriting."""
+    font = HERSHEY_FONTS[int(rng.integers(0, len(HERSHEY_FONTS)))]
+    canvas = np.zeros((200, 200), np.uint8)
+    scale = 3.0 if font != cv2.FONT_HERSHEY_COMPLEX_SMALL | cv2.FONT_ITALIC else 4.0
+    cv2.putText(canvas, letter, (50, 140), font, scale, 255, int(rng.integers(2, 8)), cv2.LINE_AA)
+    mask = canvas.astype(np.float32) / 255
+    shear = np.float32([[1, rng.uniform(-0.3, 0.3), 0], [0, 1, 0]])
+    mask = cv2.warpAffine(mask, shear, (200, 200), flags=cv2.INTER_LINEAR)
+    return _fit_height(_wobble(mask, rng, 5.0), height)
 
 
 def _wobble(mask: np.ndarray, rng: np.random.Generator, pixels: float) -> np.ndarray:
@@ -319,10 +343,11 @@ def _non_digit_makers(images: np.ndarray) -> dict[str, Callable[[int, np.random.
     fonts = training_fonts()
 
     def letter(height: int, rng: np.random.Generator) -> np.ndarray | None:
-        if not fonts:
-            return None
+        char = LETTERS[int(rng.integers(0, len(LETTERS)))]
+        if not fonts or rng.random() < 0.4:
+            return photograph(stroke_letter_mask(char, height, rng), rng)
         font = fonts[int(rng.integers(0, len(fonts)))]
-        return photograph(letter_mask(LETTERS[int(rng.integers(0, len(LETTERS)))], font, height, rng), rng)
+        return photograph(letter_mask(char, font, height, rng), rng)
 
     def blank(height: int, rng: np.random.Generator) -> np.ndarray:
         page = photograph(None, rng, (height * 2, int(height * rng.uniform(1.5, 3))))

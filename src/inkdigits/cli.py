@@ -177,7 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train the line reader used by 'inkdigits read': a CNN + BiLSTM read with CTC, "
         "trained on rows written from MNIST training digits (the last 5,000 held out for "
         "validation rows) and handwriting fonts the benchmarks do not use, with separators and "
-        "spacings from overlapping to wide; a quarter photographed. The run folder gets "
+        "spacings from overlapping to wide; a third photographed and found by the page reader. The run folder gets "
         "reader.safetensors + reader.json each epoch and reader.onnx at the end; use it with "
         "'inkdigits read --reader RUN/reader.onnx'.",
     )
@@ -421,9 +421,9 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 
 def add_reader_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--rows", type=int, default=30_000, help="training rows (default 30000)")
+    parser.add_argument("--rows", type=int, default=60_000, help="training rows (default 60000)")
     parser.add_argument("--val-rows", type=int, default=1_000, help="validation rows (default 1000)")
-    parser.add_argument("--epochs", type=int, default=6, help="epochs (default 6)")
+    parser.add_argument("--epochs", type=int, default=10, help="epochs (default 10)")
     parser.add_argument("--batch-size", type=int, default=32, help="rows per batch (default 32)")
     parser.add_argument("--lr", type=float, default=2e-3, help="peak learning rate, OneCycle (default 0.002)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")

@@ -237,7 +237,7 @@ class LineReader(nn.Module):
     The convolutions fold the 32-pixel height into one feature column every two pixels (a
     digit spans about eight steps, so even a tight "11" has room for the blank between its
     ones); the LSTM gives each step the context of its neighbours, which is what tells where
-    one touching digit ends and the next begins. Widths are small (16-64 channels, 64 LSTM
+    one touching digit ends and the next begins. Widths are small (16-64 channels, 96 LSTM
     units per direction) so that it trains on two CPU cores in minutes.
     """
 
@@ -253,8 +253,8 @@ class LineReader(nn.Module):
             *_conv_block(48, 64),
             nn.MaxPool2d((4, 1)),  # 1 x W/2
         )
-        self.rnn = nn.LSTM(64, 64, bidirectional=True, batch_first=True)
-        self.head = nn.Linear(128, classes)
+        self.rnn = nn.LSTM(64, 96, bidirectional=True, batch_first=True)
+        self.head = nn.Linear(192, classes)
         # Training may run the convolutions under bf16 autocast (a third faster on CPUs with
         # bf16 units); the LSTM and evaluation stay in float32.
         self.bf16_features = False

@@ -29,6 +29,13 @@ from .preprocess import frame_digit, ink_map, stroke_width
 PAGE_SIDE = 1600
 # Blobs shorter than this share of the text height are separators or parts of a digit.
 SMALL = 0.45
+# Ink is evened out up to this level: fainter neighbourhoods are specks, not writing.
+EVEN_OUT_FLOOR = 0.4
+# A row whose marks are typically shorter than this share of the text height is no row.
+SHORT_ROW = 0.6
+# A row's reading takes in loose ink (a faded stroke's pieces, a separator) up to this many
+# text heights beyond its ends.
+ROW_REACH = 1.5
 # Most atoms one digit may be made of, and the widest a digit may be (times text height).
 MAX_ATOMS = 4
 MAX_DIGIT_WIDTH = 1.5
@@ -66,6 +73,8 @@ class Row:
     atoms: list[Atom]
     separators: list[Separator]
     height: float  # typical digit height in this row, working pixels
+    band: tuple[float, float] = (0.0, 0.0)  # the digits' typical top and bottom
+    members: tuple[int, ...] = ()  # the blobs that made its atoms
 
 
 @dataclass
@@ -74,6 +83,8 @@ class Page:
     labels: np.ndarray  # blob label of every pixel
     scale: float  # input pixels * scale = working pixels
     rows: list[Row] = field(default_factory=list)
+    stats: np.ndarray | None = None  # [x, y, w, h, area] of every blob label
+    ignored: set[int] = field(default_factory=set)  # printed frames and box sides
 
     def crop(self, atoms: list[Atom]) -> np.ndarray:
         """The ink of ``atoms`` only (other blobs in the same box blanked), tightly cropped."""
@@ -91,18 +102,36 @@ class Page:
         return crop[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
 
     def row_ink(self, row: Row) -> tuple[np.ndarray, tuple[int, int]]:
-        """The row's own ink (its blobs and separators; other rows and specks blanked),
-        cropped to it, and the crop's top-left corner in working pixels."""
-        boxes = [(a.x0, a.y0, a.x1, a.y1) for a in row.atoms] + [(s.x0, s.y0, s.x1, s.y1) for s in row.separators]
-        x0, y0 = min(b[0] for b in boxes), min(b[1] for b in boxes)
-        x1, y1 = max(b[2] for b in boxes), max(b[3] for b in boxes)
+        """All the ink that belongs to the row, cropped to it, and the crop's top-left corner.
+
+        That is the row's own blobs, and every loose mark (a separator, the pieces of a
+        faded or broken stroke) whose centre lies in the row's band, within reach of its
+        ends; blobs of other rows are left out.
+        """
+        assert self.stats is not None
+        stats, height = self.stats, row.height
+        others = {m for r in self.rows if r is not row for m in r.members} | self.ignored
+        top, bottom = row.band
+        keep = {label for a in row.atoms for label in a.labels}
+        x0 = min(int(stats[i, 0]) for i in keep)
+        x1 = max(int(stats[i, 0] + stats[i, 2]) for i in keep)
+        centre_x = stats[:, 0] + stats[:, 2] / 2
+        centre_y = stats[:, 1] + stats[:, 3] / 2
+        in_band = (centre_y >= top - 0.3 * height) & (centre_y <= bottom + 0.45 * height)
+        in_band &= (stats[:, 4] >= 2) & (stats[:, 3] <= 1.2 * height)
+        for label in sorted(np.nonzero(in_band)[0], key=lambda i: abs(centre_x[i] - (x0 + x1) / 2)):
+            label = int(label)
+            if label == 0 or label in keep or label in others:
+                continue
+            lx0, lx1 = int(stats[label, 0]), int(stats[label, 0] + stats[label, 2])
+            if lx1 >= x0 - ROW_REACH * height and lx0 <= x1 + ROW_REACH * height:
+                keep.add(label)
+                x0, x1 = min(x0, lx0), max(x1, lx1)
+        y0 = min(int(stats[i, 1]) for i in keep)
+        y1 = max(int(stats[i, 1] + stats[i, 3]) for i in keep)
         window = self.labels[y0:y1, x0:x1]
-        keep = np.isin(window, [label for a in row.atoms for label in a.labels])
-        for s in row.separators:
-            keep[s.y0 - y0 : s.y1 - y0, s.x0 - x0 : s.x1 - x0] |= (
-                window[s.y0 - y0 : s.y1 - y0, s.x0 - x0 : s.x1 - x0] > 0
-            )
-        return np.where(keep, self.ink[y0:y1, x0:x1], 0.0).astype(np.float32), (x0, y0)
+        crop = np.where(np.isin(window, list(keep)), self.ink[y0:y1, x0:x1], 0.0).astype(np.float32)
+        return crop, (x0, y0)
 
     def digit_image(self, atoms: list[Atom]) -> np.ndarray:
         crop = self.crop(atoms)
@@ -118,23 +147,46 @@ def find_rows(pixels: np.ndarray) -> Page:
     height = text_height(mask)
     if height is None:
         raise NoDigitError("No number found: the image holds no handwriting.")
+    ink = even_out(ink, height)
+    # Faint or grainy strokes (a shadow, a dry pen) break into dots at a hard threshold; a
+    # slight blur first keeps each stroke one piece.
+    smooth = cv2.GaussianBlur(ink, (0, 0), max(1.0, height / 40))
+    mask = ((smooth > 0.2) | (mask > 0)).astype(np.uint8)
     mask = remove_form_lines(mask, height)
     ink = ink * mask
     count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
-    page = Page(ink, labels, scale)
+    page = Page(ink, labels, scale, stats=stats)
     blobs = [i for i in range(1, count) if stats[i, cv2.CC_STAT_AREA] >= max(4, (0.06 * height) ** 2)]
     big = [i for i in blobs if stats[i, cv2.CC_STAT_HEIGHT] >= SMALL * height]
-    big = [i for i in big if not _is_frame(i, big, stats) and not _is_bar(i, stats, height)]
+    page.ignored = {i for i in big if _is_frame(i, big, stats) or _is_bar(i, stats, height)}
+    big = [i for i in big if i not in page.ignored]
     small = [i for i in blobs if stats[i, cv2.CC_STAT_HEIGHT] < SMALL * height]
     stroke = stroke_width(ink) if big else 1.0
-    for members in group_rows(big, stats):
+    rows = group_rows(big, stats)
+    # A "row" of marks all much shorter than the writing (a comma's tail below the line, a
+    # broken stroke) is not a row: its marks are left to the rows beside them.
+    short = [r for r in rows if np.median([stats[i, cv2.CC_STAT_HEIGHT] for i in r]) < SHORT_ROW * height]
+    small += [i for r in short for i in r]
+    for members in (r for r in rows if r not in short):
         row_height = float(np.median([stats[i, cv2.CC_STAT_HEIGHT] for i in members]))
         top = float(np.median([stats[i, cv2.CC_STAT_TOP] for i in members]))
         bottom = top + row_height
-        page.rows.append(build_row(members, small, stats, labels, mask, top, bottom, row_height, stroke))
+        row = build_row(members, small, stats, labels, mask, top, bottom, row_height, stroke)
+        row.band, row.members = (top, bottom), tuple(members)
+        page.rows.append(row)
     page.rows = [row for row in page.rows if row.atoms]
     page.rows.sort(key=lambda row: (min(a.y0 for a in row.atoms), min(a.x0 for a in row.atoms)))
     return page
+
+
+def even_out(ink: np.ndarray, height: float) -> np.ndarray:
+    """Ink scaled to its neighbourhood's strongest stroke, so that writing in a shadow or
+    with a fading pen reads as firmly as the rest of the page. Only ink already above the
+    paper's grain is there to scale, and the floor keeps specks from being blown up."""
+    side = max(3, int(2 * height) | 1)
+    local = cv2.dilate(ink, cv2.getStructuringElement(cv2.MORPH_RECT, (side, side)))
+    local = cv2.GaussianBlur(local, (0, 0), height / 2)
+    return np.clip(ink / np.maximum(local, EVEN_OUT_FLOOR), 0.0, 1.0).astype(np.float32)
 
 
 def text_height(mask: np.ndarray) -> float | None:

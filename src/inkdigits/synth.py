@@ -31,7 +31,7 @@ from PIL import Image, ImageDraw, ImageFont
 from .data import cache_dir
 from .errors import NoDigitError
 from .fsutil import atomic_write
-from .preprocess import ink_map, to_mnist
+from .preprocess import to_mnist
 
 BANK_VERSION = 5
 FONT_ROOT = Path("/usr/share/fonts")
@@ -520,13 +520,18 @@ def number_line(
     """One training row for the line reader: (its ink cropped as ``Recognizer.read`` crops a
     row, the characters it shows). ``photographed`` rows go through a simulated camera and
     inkdigits' own ink extraction first. None when the ink did not survive."""
+    from .segment import find_rows  # the page reader's own row finding, artefacts and all
+
     text = number_text(rng)
     row = _row_augment(number_row_mask(text, images_by_digit, fonts, rng), rng)
     if photographed:
         try:
-            row, _, _, _ = ink_map(photograph(row, rng), 1600)
+            page = find_rows(photograph(row, rng))
         except NoDigitError:
             return None
+        if len(page.rows) != 1:
+            return None
+        row, _ = page.row_ink(page.rows[0])
     ys, xs = np.nonzero(row > 0.2)
     if len(ys) == 0:
         return None

@@ -4,9 +4,10 @@
 
 Rows are written from MNIST *training* digits (the last 5,000 held out for the validation
 rows) and handwriting fonts the benchmarks do not use, with separators and every spacing
-from overlapping to wide; a quarter are photographed and go through inkdigits' own ink
-extraction. The run folder gets ``reader.safetensors`` + ``reader.json`` (each epoch,
-atomically), and ``reader.onnx`` with its card at the end.
+from overlapping to wide; a third are photographed, and their row is found and cropped by
+the page reader itself (``segment.find_rows``), artefacts and all. The run folder gets
+``reader.safetensors`` + ``reader.json`` (each epoch, atomically), and ``reader.onnx`` with
+its card at the end.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from .synth import FONT_ROOT, TRAINING_HANDWRITING_FONTS, number_line
 from .train import physical_cores, versions
 
 VALIDATION_DIGITS = 5000
-PHOTOGRAPHED = 0.25
+PHOTOGRAPHED = 0.35
 STEM = "reader"
 
 

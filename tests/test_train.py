@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import struct
 
 import numpy as np
@@ -16,7 +17,7 @@ from inkdigits.data import MNIST_FILES
 from inkdigits.export import torch_probabilities
 from inkdigits.fsutil import write_json_atomic
 from inkdigits.models import InputNorm
-from inkdigits.recognize import OnnxModel
+from inkdigits.recognize import OnnxModel, Recognizer
 
 pytestmark = pytest.mark.slow
 
@@ -119,3 +120,23 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
         atomic_write(target, broken)
     assert json.loads(target.read_text()) == {"version": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["meta.json"]
+
+
+def test_train_reader_writes_a_checkpoint_and_a_line_reader_the_runtime_loads(tmp_path, mnist_dir, mnist):
+    """A tiny run of the line reader's training: rows made, CTC steps taken, ONNX exported."""
+    run = tmp_path / "reader"
+    result = run_cli(
+        "train-reader", "--rows", "96", "--val-rows", "16", "--epochs", "1", "--batch-size", "16",
+        "--threads", "1", "--out", str(run), "--data-dir", str(mnist_dir),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    meta = json.loads((run / "reader.json").read_text())
+    assert meta["architecture"] == "line-reader" and len(meta["history"]) == 1
+    assert math.isfinite(meta["history"][0]["loss"])
+    assert (run / "reader.safetensors").stat().st_size > 10_000
+    recognizer = Recognizer.load(reader=run / "reader.onnx")
+    assert recognizer.reader is not None and recognizer.reader.path == run / "reader.onnx"
+    rows = recognizer.reader.probabilities(np.zeros((2, 1, 32, 100), np.float32))
+    assert rows.shape == (2, 50, 15)  # a step per two columns, blank + 10 digits + . , - /
+    np.testing.assert_allclose(rows.sum(-1), 1.0, atol=1e-4)
+    recognizer.read(np.full((120, 300), 255, np.uint8))  # a blank page: an empty reading, no error

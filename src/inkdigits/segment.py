@@ -27,6 +27,8 @@ from .errors import NoDigitError
 from .preprocess import frame_digit, ink_map, stroke_width
 
 PAGE_SIDE = 1600
+COARSE_SIDE = 800
+COARSE_TEXT_HEIGHT = 40
 # Blobs shorter than this share of the text height are separators or parts of a digit.
 SMALL = 0.45
 # Ink is evened out up to this level: fainter neighbourhoods are specks, not writing.
@@ -142,11 +144,16 @@ class Page:
 
 def find_rows(pixels: np.ndarray) -> Page:
     """Rows of atoms and separators on a page; raises ``NoDigitError`` on a blank page."""
-    ink, scale, _, _ = ink_map(pixels, PAGE_SIDE)
-    mask = (ink > 0.25).astype(np.uint8)
-    height = text_height(mask)
-    if height is None:
-        raise NoDigitError("No number found: the image holds no handwriting.")
+    for side in (COARSE_SIDE, PAGE_SIDE):
+        ink, scale, _, _ = ink_map(pixels, side)
+        mask = (ink > 0.25).astype(np.uint8)
+        height = text_height(mask)
+        if height is None:
+            raise NoDigitError("No number found: the image holds no handwriting.")
+        # Writing large enough to read at the coarse scale is read there: a quarter of the
+        # pixels of a phone photo. Small writing is looked at again at full working size.
+        if scale == 1.0 or height >= COARSE_TEXT_HEIGHT:
+            break
     ink = even_out(ink, height)
     # Faint or grainy strokes (a shadow, a dry pen) break into dots at a hard threshold; a
     # slight blur first keeps each stroke one piece.

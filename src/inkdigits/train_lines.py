@@ -154,6 +154,11 @@ def export_reader(model: nn.Module, path: Path, card: dict[str, Any]) -> Path:
     return path
 
 
+def _recipe(args: argparse.Namespace) -> dict[str, Any]:
+    settings = {k: getattr(args, k) for k in ("rows", "val_rows", "epochs", "batch_size", "lr", "seed")}
+    return settings | {"photographed_share": PHOTOGRAPHED, "validation_digits": VALIDATION_DIGITS}
+
+
 def _step(
     model: nn.Module, optimizer: torch.optim.Optimizer, ctc: nn.CTCLoss, batch: tuple[torch.Tensor, ...]
 ) -> float:
@@ -214,14 +219,13 @@ def train_reader(args: argparse.Namespace) -> int:
         history.append({"epoch": epoch, "loss": total / len(train_rows), "val_exact": val_exact,
                         "seconds": time.perf_counter() - epoch_start})  # fmt: skip
         print(f"epoch {epoch}: loss {history[-1]['loss']:.4f}, validation rows read exactly {val_exact:.2%}")
-        meta = {"architecture": "line-reader", "alphabet": ALPHABET, "history": history, "args": vars(args)}
+        meta = {"architecture": "line-reader", "alphabet": ALPHABET, "history": history, "recipe": _recipe(args)}
         save_checkpoint(out, model, meta, stem=STEM)
     card = {
         "architecture": "line-reader",
         "task": "read a row of handwritten digits and separators (CTC)",
         "alphabet": ALPHABET,
-        "recipe": {k: v for k, v in vars(args).items() if k not in ("out", "data_dir", "threads")}
-        | {"photographed_share": PHOTOGRAPHED, "validation_digits": VALIDATION_DIGITS},
+        "recipe": _recipe(args),
         "data": {"sha256": data.digests},
         "metrics": {"validation_rows_exact": history[-1]["val_exact"], "validation_rows": len(val_rows)},
         "training_seconds": round(time.perf_counter() - started, 1),

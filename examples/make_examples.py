@@ -132,6 +132,15 @@ def main() -> None:
     glare = 0.12 * np.exp(-(((xx - 330) ** 2 + (yy - 90) ** 2) / (2 * 70.0**2)))
     save("9-whiteboard-photo.jpg", noise(lighting(board, 0.3) + glare[..., None], 0.02), quality=75)
 
+    # A cheque's date and amount (for `inkdigits read`): blue ballpoint, the amount in a
+    # printed box, photographed under a lamp.
+    size = (900, 420)
+    date = render("24/11/2026", "truetype/fifthhorseman/dkg.ttf", 90, size, (620, 90))
+    amount = render("1250.00", "truetype/fifthhorseman/dkg.ttf", 130, size, (450, 280))
+    page = on_paper(np.maximum(date, amount), (0.97, 0.95, 0.88), (0.1, 0.15, 0.55))
+    cv2.rectangle(page, (200, 190), (700, 370), (0.35, 0.35, 0.4), 3)
+    save("number-cheque.jpg", noise(lighting(page, 0.3), 0.02), quality=85)
+
 
 if __name__ == "__main__":
     main()

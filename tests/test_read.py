@@ -72,3 +72,37 @@ def test_a_100_megapixel_image_is_refused_with_a_clear_message(tmp_path):
     assert result.returncode == 2
     assert "100 MP" in result.stderr and "over the 40 MP limit" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_touching_and_overlapping_digits_are_read_whole(mnist):
+    """Digits whose strokes run into each other: the line reader reads the row as one picture."""
+    recognizer = Recognizer.load()
+    assert recognizer.reader is not None, "the bundled line reader is missing"
+    picks = [10, 11, 12, 13, 14, 15]
+    expected = "".join(str(mnist.test_labels[i]) for i in picks)
+    for gap in (-8, -16):  # 80-pixel digits whose boxes overlap by 10% and 20%
+        reading = recognizer.read(written_number(mnist, picks, gap=gap))
+        assert reading.text == expected, f"gap {gap}: read {reading.text!r}"
+        boxes = [d.box for d in reading.lines[0].digits]
+        assert all(a[0] < b[0] for a, b in itertools.pairwise(boxes))
+
+
+def test_segmentation_alone_still_reads_separate_digits(mnist):
+    """Without a line reader (a custom setup), recognition-driven segmentation does the work."""
+    recognizer = Recognizer.load()
+    recognizer.reader = None
+    picks = [20, 21, 22, 23]
+    reading = recognizer.read(written_number(mnist, picks, gap=40))
+    assert reading.text == "".join(str(mnist.test_labels[i]) for i in picks)
+
+
+def test_save_plot_draws_the_reading(mnist, tmp_path):
+    path = tmp_path / "number.png"
+    Image.fromarray(written_number(mnist, [0, 1, 2], gap=40)).save(path)
+    plot = tmp_path / "reading.png"
+    result = run_cli("read", str(path), "--save-plot", str(plot))
+    assert result.returncode == 0, result.stderr
+    picture = np.asarray(Image.open(plot).convert("RGB")).astype(int)
+    assert picture.shape[0] > 200 and picture.shape[1] > 300
+    red = (picture[..., 0] > 180) & (picture[..., 1] < 80) & (picture[..., 2] < 80)
+    assert red.sum() > 200  # the digit boxes are drawn

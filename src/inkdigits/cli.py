@@ -81,9 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
         "read",
         help="read whole numbers (several digits, one or more rows) from images",
         description="Find every handwritten number in each image: rows top to bottom, digits left "
-        "to right, separators (. , - /) and spaces kept in text_full. Exit code 0 when every image "
-        "held a number, 1 when some held none, 2 when some could not be read. Early: touching and "
-        "overlapping digits are often misread (see benchmarks/read_numbers.py).",
+        "to right, separators (. , - /) and spaces kept in text_full. Paper texture, ruled lines, "
+        "form boxes and frames are ignored; each row is read whole by the line reader, so touching "
+        "and overlapping digits need not be apart. Exit code 0 when every image held a number, 1 "
+        "when some held none, 2 when some could not be read.",
     )
     read.add_argument("images", nargs="+", metavar="IMAGE", help="image files to read")
     read.add_argument("--model", metavar="PATH", help="ONNX digit model or training run folder (default: bundled)")

@@ -278,11 +278,12 @@ class Recognizer:
             page = find_rows(pixels)
         except NoDigitError:
             return Reading([], describe(image))
-        if self.reader is not None:
-            return Reading(self._read_rows(page), describe(image))
-        return Reading(self._segment_rows(page), describe(image))
+        # Choosing per row the surer of the two readers was tried: the digit model is sure
+        # of its wrong cuts through touching digits, and the mix read fewer numbers right.
+        lines = self._read_rows(page) if self.reader is not None else self._segment_rows(page)
+        return Reading([line for line in lines if line is not None], describe(image))
 
-    def _read_rows(self, page: Page) -> list[LineReading]:
+    def _read_rows(self, page: Page) -> list[LineReading | None]:
         """Each row through the line reader in one batch; CTC's best path per row."""
         from .lines import line_input, pad_batch
 
@@ -295,18 +296,17 @@ class Recognizer:
         lines = []
         for row, (ink, origin), line, p in zip(page.rows, crops, inputs, probabilities, strict=True):
             steps = -(-line.image.shape[1] // 2)
-            reading = _row_reading(page, row, ink, origin, line, p[:steps])
-            if reading is not None:
-                lines.append(reading)
+            lines.append(_row_reading(page, row, ink, origin, line, p[:steps]))
         return lines
 
-    def _segment_rows(self, page: Page) -> list[LineReading]:
+    def _segment_rows(self, page: Page) -> list[LineReading | None]:
+        """Per row, the digit model's likeliest split of the row's blobs (None: no digit)."""
         from .segment import best_path, hypotheses
 
         runs = [(row, hypotheses(row)) for row in page.rows]
         crops = [page.digit_image(row.atoms[a:b]) for row, spans in runs for a, b in spans]
         if not crops:
-            return []
+            return [None] * len(page.rows)
         probabilities = self.calibrated(self.model.probabilities(np.stack(crops)))
         lines, offset = [], 0
         for row, spans in runs:
@@ -314,9 +314,7 @@ class Recognizer:
             offset += len(spans)
             scores = {span: float(np.log(max(p[:10].max(), 1e-9))) for span, p in zip(spans, scored, strict=True)}
             by_span = dict(zip(spans, scored, strict=True))
-            line = self._line(page, row, [(span, by_span[span]) for span in best_path(row, scores)])
-            if line is not None:
-                lines.append(line)
+            lines.append(self._line(page, row, [(span, by_span[span]) for span in best_path(row, scores)]))
         return lines
 
     def _line(self, page: Page, row: Row, path: list[tuple[tuple[int, int], np.ndarray]]) -> LineReading | None:

@@ -106,3 +106,13 @@ def test_save_plot_draws_the_reading(mnist, tmp_path):
     assert picture.shape[0] > 200 and picture.shape[1] > 300
     red = (picture[..., 0] > 180) & (picture[..., 1] < 80) & (picture[..., 2] < 80)
     assert red.sum() > 200  # the digit boxes are drawn
+
+
+def test_a_file_that_is_no_line_reader_is_refused_with_a_clear_message(tmp_path):
+    from inkdigits.recognize import bundled_model_path
+
+    image = tmp_path / "number.png"
+    Image.fromarray(np.full((100, 200), 255, np.uint8)).save(image)
+    result = run_cli("read", str(image), "--reader", str(bundled_model_path()))  # a digit model
+    assert result.returncode == 2
+    assert "is not an inkdigits line reader" in result.stderr and "Traceback" not in result.stderr

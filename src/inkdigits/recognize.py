@@ -111,10 +111,16 @@ class OnnxLineReader:
     @classmethod
     def load(cls, path: str | os.PathLike[str] | None = None, threads: int | None = None) -> OnnxLineReader | None:
         """The reader at ``path``; ``None``: the bundled one, or None where none is bundled."""
+        from .lines import CLASSES, LINE_HEIGHT
+
         resolved = Path(path) if path is not None else bundled_reader_path()
         if path is None and not resolved.is_file():
             return None
-        return cls(_session(resolved, threads), resolved)
+        session = _session(resolved, threads)
+        shape_in, shape_out = session.get_inputs()[0].shape, session.get_outputs()[0].shape
+        if len(shape_in) != 4 or shape_in[2] != LINE_HEIGHT or len(shape_out) != 3 or shape_out[2] != CLASSES:
+            raise ModelError(f"{resolved} is not an inkdigits line reader (input {shape_in}, output {shape_out}).")
+        return cls(session, resolved)
 
     def probabilities(self, batch: np.ndarray) -> np.ndarray:
         return self.session.run(None, {self.input_name: np.ascontiguousarray(batch, dtype=np.float32)})[0]
@@ -285,7 +291,7 @@ class Recognizer:
 
     def _read_rows(self, page: Page) -> list[LineReading | None]:
         """Each row through the line reader in one batch; CTC's best path per row."""
-        from .lines import line_input, pad_batch
+        from .lines import FRAME, line_input, pad_batch
 
         assert self.reader is not None
         crops = [page.row_ink(row) for row in page.rows]
@@ -295,7 +301,7 @@ class Recognizer:
         probabilities = self.reader.probabilities(pad_batch([i.image for i in inputs]))
         lines = []
         for row, (ink, origin), line, p in zip(page.rows, crops, inputs, probabilities, strict=True):
-            steps = -(-line.image.shape[1] // 2)
+            steps = -(-line.image.shape[1] // FRAME)
             lines.append(_row_reading(page, row, ink, origin, line, p[:steps]))
         return lines
 

@@ -60,13 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--model", metavar="PATH", help="ONNX model or training run folder (default: bundled)")
     predict.add_argument("--top", type=int, default=1, metavar="K", help="also show the K most likely digits")
     predict.add_argument("--json", action="store_true", help="print JSON Lines, one object per image, in order")
-    predict.add_argument(
-        "--save-plot",
-        metavar="PATH",
-        help="save a PNG of the input, every preprocessing stage, the 28x28 the model saw and the "
-        "probabilities (with several images: PATH-STEM.png for each)",
-    )
-    predict.add_argument("--show", action="store_true", help="open that picture in a window, where there is a display")
+    _add_plot_flags(predict, "the input, every preprocessing stage, the 28x28 the model saw and the probabilities")
     predict.add_argument(
         "--threshold",
         type=_probability,
@@ -99,13 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
         help='print JSON Lines: {"file", "text", "lines": [{"text", "text_full", "box", "confidence", '
         '"digits": [{"digit", "confidence", "box"}]}]}, one per image, in order',
     )
-    read.add_argument(
-        "--save-plot",
-        metavar="PATH",
-        help="save a PNG of the image with each line's and each digit's box and reading "
-        "(with several images: PATH-STEM.png for each)",
-    )
-    read.add_argument("--show", action="store_true", help="open that picture in a window, where there is a display")
+    _add_plot_flags(read, "the image with each line's and each digit's box and reading")
     _add_max_pixels(read)
     read.set_defaults(handler=cmd_read)
 
@@ -292,6 +280,13 @@ def _probability(text: str) -> float:
     if not 0.0 <= value <= 1.0:
         raise argparse.ArgumentTypeError(f"{text} is not between 0 and 1")
     return value
+
+
+def _add_plot_flags(parser: argparse.ArgumentParser, picture: str) -> None:
+    parser.add_argument(
+        "--save-plot", metavar="PATH", help=f"save a PNG of {picture} (with several images: PATH-STEM.png for each)"
+    )
+    parser.add_argument("--show", action="store_true", help="open that picture in a window, where there is a display")
 
 
 def _add_max_pixels(parser: argparse.ArgumentParser) -> None:

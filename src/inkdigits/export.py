@@ -31,7 +31,7 @@ class WithSoftmax(nn.Module):
         self.model = model
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(self.model(x), dim=1)
+        return torch.softmax(self.model(x), dim=-1)  # over classes, for digits and for rows
 
 
 def export_onnx(model: nn.Module, path: str | os.PathLike[str], card: dict[str, Any]) -> Path:
@@ -39,11 +39,28 @@ def export_onnx(model: nn.Module, path: str | os.PathLike[str], card: dict[str, 
     return _export_probabilities(WithSoftmax(model).eval(), path, card)
 
 
-def _export_probabilities(wrapped: nn.Module, path: str | os.PathLike[str], card: dict[str, Any]) -> Path:
-    """Export a module that already outputs probabilities, with ``card`` in its metadata."""
+def export_line_reader(model: nn.Module, path: str | os.PathLike[str], card: dict[str, Any]) -> Path:
+    """The line reader as ONNX: ``rows`` (batch, 1, 32, width) -> (batch, steps, classes)."""
+    axes = {"rows": {0: "batch", 3: "width"}, OUTPUT_NAME: {0: "batch", 1: "steps"}}
+    return _export_probabilities(WithSoftmax(model).eval(), path, card, torch.zeros(2, 1, 32, 96), "rows", axes)
+
+
+def _export_probabilities(
+    wrapped: nn.Module,
+    path: str | os.PathLike[str],
+    card: dict[str, Any],
+    example: torch.Tensor | None = None,
+    input_name: str = INPUT_NAME,
+    dynamic_axes: dict[str, dict[int, str]] | None = None,
+) -> Path:
+    """Export a module that already outputs probabilities, with ``card`` in its metadata.
+
+    Defaults: digit images, ``(batch, 1, 28, 28)`` in, ``(batch, classes)`` out.
+    """
     import onnx
 
-    example = torch.zeros(2, 1, 28, 28)
+    example = torch.zeros(2, 1, 28, 28) if example is None else example
+    dynamic_axes = dynamic_axes or {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}}
 
     def write(tmp: Path) -> None:
         with warnings.catch_warnings():
@@ -52,9 +69,9 @@ def _export_probabilities(wrapped: nn.Module, path: str | os.PathLike[str], card
                 wrapped,
                 (example,),
                 str(tmp),
-                input_names=[INPUT_NAME],
+                input_names=[input_name],
                 output_names=[OUTPUT_NAME],
-                dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+                dynamic_axes=dynamic_axes,
                 opset_version=18,
                 dynamo=False,
             )

@@ -29,10 +29,10 @@ from .checkpoint import save_checkpoint
 from .cli import add_reader_arguments
 from .data import load_mnist
 from .errors import InkdigitsError
+from .export import export_line_reader
 from .lines import ALPHABET, CLASSES, FRAME, encode, greedy_decode, line_input, pad_batch
 from .models import LineReader
 from .progress import Progress
-from .recognize import CARD_KEY
 from .synth import FONT_ROOT, TRAINING_HANDWRITING_FONTS, number_line
 from .train import physical_cores, versions
 
@@ -110,48 +110,6 @@ def exact_rate(model: nn.Module, rows: list[tuple[np.ndarray, str]], batch: int 
                 right += text == rows[i][1]
     model.train()
     return right / max(1, len(rows))
-
-
-def export_reader(model: nn.Module, path: Path, card: dict[str, Any]) -> Path:
-    """ONNX with softmax probabilities, batch and width dynamic; the card in its metadata."""
-    import json
-    import warnings
-
-    import onnx
-
-    from .fsutil import atomic_write
-
-    class Probabilities(nn.Module):
-        def __init__(self, inner: nn.Module) -> None:
-            super().__init__()
-            self.inner = inner
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return self.inner(x).softmax(-1)
-
-    wrapped = Probabilities(model).eval()
-    example = torch.zeros(2, 1, 32, 96)
-
-    def write(tmp: Path) -> None:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                wrapped,
-                (example,),
-                str(tmp),
-                input_names=["rows"],
-                output_names=["probabilities"],
-                dynamic_axes={"rows": {0: "batch", 3: "width"}, "probabilities": {0: "batch", 1: "steps"}},
-                opset_version=18,
-                dynamo=False,
-            )
-        proto = onnx.load(str(tmp))
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = CARD_KEY, json.dumps(card)
-        onnx.save(proto, str(tmp))
-
-    atomic_write(path, write)
-    return path
 
 
 def _recipe(args: argparse.Namespace) -> dict[str, Any]:
@@ -232,7 +190,7 @@ def train_reader(args: argparse.Namespace) -> int:
         "reproduce": "inkdigits train-reader --data-dir DATA --out runs/reader",
         "versions": versions() | {"inkdigits": __version__},
     }
-    export_reader(model.eval(), out / f"{STEM}.onnx", card)
+    export_line_reader(model.eval(), out / f"{STEM}.onnx", card)
     print(f"validation rows read exactly: {history[-1]['val_exact']:.2%}; wrote {out / (STEM + '.onnx')}")
     return 0
 

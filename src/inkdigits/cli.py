@@ -250,7 +250,9 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"largest decoded image, pixels (default {DEFAULT_MAX_PIXELS:,})",
     )
     serve.add_argument("--timeout", type=float, default=10, help="seconds allowed per request (default 10)")
-    serve.add_argument("--workers", type=int, help="worker processes, each with its own model (default: the CPU count)")
+    serve.add_argument(
+        "--workers", type=int, help="worker processes, each with its own model (default: the CPU count, at most 8)"
+    )
     serve.add_argument(
         "--threshold",
         type=_probability,
@@ -565,7 +567,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
         max_pixels=args.max_pixels,
         timeout_seconds=args.timeout,
-        workers=args.workers or max(1, os.cpu_count() or 1),
+        **({"workers": args.workers} if args.workers else {}),
     )
     serve(args.host, args.port, args.model, limits, threshold=args.threshold)
     return EXIT_OK

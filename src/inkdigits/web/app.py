@@ -27,6 +27,7 @@ from ..images import DEFAULT_MAX_PIXELS
 from ..recognize import Recognizer
 
 MB = 1024 * 1024
+MAX_WORKERS = 8
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,8 @@ class Limits:
     max_pixels: int = DEFAULT_MAX_PIXELS
     timeout_seconds: float = 10.0
     # ``serve``: worker processes; ``create_app`` alone: recognition threads in this process.
-    workers: int = max(1, os.cpu_count() or 1)
+    # One per core, but at most MAX_WORKERS: each process holds its own models (~170 MB).
+    workers: int = min(MAX_WORKERS, max(1, os.cpu_count() or 1))
 
 
 class BodyLimit:

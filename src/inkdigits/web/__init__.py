@@ -62,6 +62,8 @@ def serve(
             flush=True,
         )
         _supervise(workers)
+    except KeyboardInterrupt:  # Ctrl+C while the workers were still loading: just stop
+        pass
     finally:
         for worker in workers:
             if worker.is_alive():
@@ -103,10 +105,11 @@ def _bind(host: str, port: int) -> socket.socket:
 def _supervise(workers: list[Any]) -> None:
     """Forward SIGTERM and SIGINT to the workers (each drains its requests) and wait for them."""
 
-    def stop(signum: int, _frame: Any) -> None:
+    def stop(_signum: int, _frame: Any) -> None:
+        # SIGTERM either way: uvicorn drains on it, and unlike SIGINT it ends without a traceback.
         for worker in workers:
             if worker.is_alive() and worker.pid is not None:
-                os.kill(worker.pid, signum)
+                os.kill(worker.pid, signal.SIGTERM)
 
     previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
     try:

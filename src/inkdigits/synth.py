@@ -32,6 +32,7 @@ from .data import cache_dir
 from .errors import NoDigitError
 from .fsutil import atomic_write
 from .preprocess import to_mnist
+from .segment import find_rows
 
 BANK_VERSION = 5
 FONT_ROOT = Path("/usr/share/fonts")
@@ -518,10 +519,9 @@ def number_line(
     images_by_digit: list[np.ndarray], fonts: list[Path], rng: np.random.Generator, photographed: bool
 ) -> tuple[np.ndarray, str] | None:
     """One training row for the line reader: (its ink cropped as ``Recognizer.read`` crops a
-    row, the characters it shows). ``photographed`` rows go through a simulated camera and
-    inkdigits' own ink extraction first. None when the ink did not survive."""
-    from .segment import find_rows  # the page reader's own row finding, artefacts and all
-
+    row, the characters it shows). ``photographed`` rows go through a simulated camera, then
+    are found and cropped by the page reader itself (``segment.find_rows``), artefacts and all.
+    None when the ink did not survive or did not come out as one row."""
     text = number_text(rng)
     row = _row_augment(number_row_mask(text, images_by_digit, fonts, rng), rng)
     if photographed:

@@ -66,13 +66,18 @@ NON_DIGIT_SHARES = {
 }
 
 
+def handwriting_fonts() -> list[Path]:
+    """The training handwriting fonts installed here (none of them a benchmark's file)."""
+    return [FONT_ROOT / name for name in TRAINING_HANDWRITING_FONTS if (FONT_ROOT / name).is_file()]
+
+
 def training_fonts() -> list[Path]:
     fonts: list[Path] = []
     for family in TRAINING_FONT_FAMILIES:
         folder = FONT_ROOT / family
         if folder.is_dir():
             fonts += sorted(p for p in folder.iterdir() if p.suffix in (".ttf", ".otf") and "Math" not in p.name)
-    handwriting = [FONT_ROOT / name for name in TRAINING_HANDWRITING_FONTS if (FONT_ROOT / name).is_file()]
+    handwriting = handwriting_fonts()
     # Handwriting letters are what people write: give them as much weight as all printed ones.
     return fonts + handwriting * max(1, len(fonts) // max(1, len(handwriting)))
 

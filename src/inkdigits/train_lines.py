@@ -33,7 +33,7 @@ from .export import export_line_reader
 from .lines import ALPHABET, CLASSES, FRAME, encode, greedy_decode, line_input, pad_batch
 from .models import LineReader
 from .progress import Progress
-from .synth import FONT_ROOT, TRAINING_HANDWRITING_FONTS, number_line
+from .synth import handwriting_fonts, number_line
 from .train import physical_cores, versions
 
 VALIDATION_DIGITS = 5000
@@ -45,14 +45,10 @@ def _digit_pools(images: np.ndarray, labels: np.ndarray) -> list[np.ndarray]:
     return [images[labels == d] for d in range(10)]
 
 
-def _fonts() -> list[Path]:
-    return [FONT_ROOT / name for name in TRAINING_HANDWRITING_FONTS if (FONT_ROOT / name).is_file()]
-
-
 def _make_rows(job: tuple[np.ndarray, np.ndarray, int, int]) -> list[tuple[np.ndarray, str]]:
     images, labels, count, seed = job
     rng = np.random.default_rng(seed)
-    pools, fonts = _digit_pools(images, labels), _fonts()
+    pools, fonts = _digit_pools(images, labels), handwriting_fonts()
     rows: list[tuple[np.ndarray, str]] = []
     while len(rows) < count:
         made = number_line(pools, fonts, rng, photographed=rng.random() < PHOTOGRAPHED)

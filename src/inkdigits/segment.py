@@ -224,7 +224,9 @@ def remove_form_lines(mask: np.ndarray, height: float) -> np.ndarray:
         return mask
     lines = cv2.dilate(lines, np.ones((3, 3), np.uint8))
     rest = cv2.bitwise_and(mask, cv2.bitwise_not(lines))
-    # Box sides: straight vertical runs of most of a text height that touched an erased line.
+    # Box sides: straight vertical runs of most of a text height that touched an erased line,
+    # with paper on both sides: within a steep stroke (a 2's diagonal standing on an
+    # underline) the same runs are flanked by ink, and erasing them would cut the digit.
     side = max(4, int(0.7 * height))
     verticals = cv2.morphologyEx(rest, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (1, side)))
     count, labels, stats, _ = cv2.connectedComponentsWithStats(verticals, connectivity=8)
@@ -234,9 +236,19 @@ def remove_form_lines(mask: np.ndarray, height: float) -> np.ndarray:
         if w > max(3, 0.25 * height):
             continue
         ends = touching[max(0, y - 1), x : x + w].any() or touching[min(mask.shape[0] - 1, y + h), x : x + w].any()
-        if ends:
+        if ends and not _flanked_by_ink(rest, x, y, w, h):
             rest[labels == i] = 0
     return rest
+
+
+def _flanked_by_ink(mask: np.ndarray, x: int, y: int, w: int, h: int) -> bool:
+    """Ink beside most of the length of the upright run at (x, y, w, h): part of a wider stroke."""
+    beside = np.zeros(h, bool)
+    if x > 0:
+        beside |= mask[y : y + h, x - 1] > 0
+    if x + w < mask.shape[1]:
+        beside |= mask[y : y + h, x + w] > 0
+    return bool(beside.mean() >= 0.5)
 
 
 def _is_frame(i: int, blobs: list[int], stats: np.ndarray) -> bool:

@@ -7,6 +7,7 @@ import json
 
 import cv2
 import numpy as np
+import pytest
 from PIL import Image
 
 from conftest import png_bomb, run_cli
@@ -116,3 +117,23 @@ def test_a_file_that_is_no_line_reader_is_refused_with_a_clear_message(tmp_path)
     result = run_cli("read", str(image), "--reader", str(bundled_model_path()))  # a digit model
     assert result.returncode == 2
     assert "is not an inkdigits line reader" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_the_digit_model_overrules_the_reader_only_on_a_digit_both_see_in_the_same_place():
+    from inkdigits.recognize import DigitReading, LineReading, _second_opinion
+
+    def line(digits: list[tuple[int, float, int]], full: str) -> LineReading:
+        readings = [DigitReading(d, c, (x, 0, 20, 30)) for d, c, x in digits]
+        text = "".join(str(d) for d, _, _ in digits)
+        return LineReading(text, full, (0, 0, 100, 30), float(np.prod([c for _, c, _ in digits])), readings)
+
+    read = line([(1, 0.99, 0), (7, 0.60, 40)], "1.7")
+    sure_one = line([(1, 0.98, 2), (1, 0.97, 38)], "1.1")
+    merged = _second_opinion(read, sure_one)
+    assert (merged.text, merged.text_full) == ("11", "1.1")
+    assert merged.confidence == pytest.approx(0.99 * 0.97)
+    # Less sure, elsewhere, or another count of digits: the reader's line stands.
+    assert _second_opinion(read, line([(1, 0.99, 0), (1, 0.55, 40)], "11")) is read
+    assert _second_opinion(read, line([(1, 0.99, 0), (1, 0.99, 70)], "11")) is read
+    assert _second_opinion(read, line([(1, 0.99, 0)], "1")) is read
+    assert _second_opinion(read, None) is read

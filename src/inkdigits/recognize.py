@@ -270,12 +270,13 @@ class Recognizer:
     def read(self, image: ImageInput) -> Reading:
         """Every handwritten number in ``image``: rows top to bottom, digits left to right.
 
-        ``segment`` finds the rows (ignoring paper, ruled lines, form boxes and specks). With
-        a line reader (bundled), each row is read whole by it, touching digits included.
-        Without one, recognition-driven segmentation: digit hypotheses (blobs, and wide
+        ``segment`` finds the rows (ignoring paper, ruled lines, form boxes and specks).
+        Recognition-driven segmentation reads each row: digit hypotheses (blobs, and wide
         blobs cut where touching digits join) are all scored in one call of the digit
-        model, and dynamic programming keeps, per row, the likeliest split. An image with no
-        number gives a reading with empty text.
+        model, and dynamic programming keeps, per row, the likeliest split. With a line
+        reader (bundled), each row is read whole by it, touching digits included, and the
+        segmentation only overrules it on a digit both place alike. An image with no number
+        gives a reading with empty text.
         """
         from .segment import find_rows
 

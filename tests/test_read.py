@@ -137,3 +137,17 @@ def test_the_digit_model_overrules_the_reader_only_on_a_digit_both_see_in_the_sa
     assert _second_opinion(read, line([(1, 0.99, 0), (1, 0.99, 70)], "11")) is read
     assert _second_opinion(read, line([(1, 0.99, 0)], "1")) is read
     assert _second_opinion(read, None) is read
+
+
+def test_a_row_run_together_into_one_long_blob_is_still_a_row(mnist):
+    """Overlapping digits in a fat pen make one blob five times wider than tall: neither a
+    ruled line (too wide to be a character) nor a slash (long and thin to its moments)."""
+    picks = [i for i in range(200) if mnist.test_labels[i] in (0, 2, 3, 5, 6, 8)][4:12]
+    image = cv2.erode(written_number(mnist, picks, gap=-40), np.ones((5, 5), np.uint8))
+    count, _, stats, _ = cv2.connectedComponentsWithStats((image < 128).astype(np.uint8))
+    blobs = stats[1:][stats[1:, cv2.CC_STAT_AREA] > 50]
+    assert len(blobs) == 1 and blobs[0, 2] > 4 * blobs[0, 3]  # the case this test is about
+    reading = Recognizer.load().read(image)
+    expected = "".join(str(mnist.test_labels[i]) for i in picks)
+    assert len(reading.lines) == 1 and len(reading.text) == len(expected)
+    assert sum(a == b for a, b in zip(reading.text, expected, strict=True)) >= len(expected) - 1

@@ -201,8 +201,14 @@ def text_height(mask: np.ndarray) -> float | None:
     _count, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
     heights = stats[1:, cv2.CC_STAT_HEIGHT]
     widths = stats[1:, cv2.CC_STAT_WIDTH]
+    areas = stats[1:, cv2.CC_STAT_AREA]
     # Long lines are not characters: leave out blobs far wider than tall.
-    heights = heights[(heights >= 6) & (widths <= 4 * heights)]
+    chosen = (heights >= 6) & (widths <= 4 * heights)
+    if not chosen.any():
+        # Unless nothing else is there: a row of overlapping digits is one blob many times
+        # wider than tall, but unlike a line it fills much of its box.
+        chosen = (heights >= 6) & (widths <= 12 * heights) & (areas >= 0.25 * widths * heights)
+    heights = heights[chosen]
     if len(heights) == 0:
         return None
     tall = heights[heights >= 0.5 * np.percentile(heights, 90)]
@@ -362,8 +368,11 @@ def _separator_char(x: int, y: int, w: int, h: int, top: float, bottom: float, h
 
 
 def _is_slash(labels: np.ndarray, label: int, x: int, y: int, w: int, h: int, height: float) -> bool:
-    """A long, thin, straight stroke leaning well away from upright (a 1 leans a little)."""
-    if h < 0.7 * height or w < 0.3 * h:
+    """A long, thin, straight stroke leaning well away from upright (a 1 leans a little).
+
+    Not a blob much wider than tall: that is a row of digits run together, and a wide enough
+    one is as "long and thin" as a slash to the moments below."""
+    if h < 0.7 * height or w < 0.3 * h or w > 1.5 * h:
         return False
     ys, xs = np.nonzero(labels[y : y + h, x : x + w] == label)
     points = np.stack([xs, ys], 1).astype(np.float32)

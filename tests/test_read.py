@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -12,6 +13,8 @@ from PIL import Image
 
 from conftest import png_bomb, run_cli
 from inkdigits import Recognizer
+
+FIXTURES = Path(__file__).parent / "fixtures"
 
 
 def written_number(mnist, picks: list[int], gap: int = 30, separator_after: int | None = None) -> np.ndarray:
@@ -144,10 +147,19 @@ def test_a_row_run_together_into_one_long_blob_is_still_a_row(mnist):
     ruled line (too wide to be a character) nor a slash (long and thin to its moments)."""
     picks = [i for i in range(200) if mnist.test_labels[i] in (0, 2, 3, 5, 6, 8)][4:12]
     image = cv2.erode(written_number(mnist, picks, gap=-40), np.ones((5, 5), np.uint8))
-    count, _, stats, _ = cv2.connectedComponentsWithStats((image < 128).astype(np.uint8))
+    _, _, stats, _ = cv2.connectedComponentsWithStats((image < 128).astype(np.uint8))
     blobs = stats[1:][stats[1:, cv2.CC_STAT_AREA] > 50]
     assert len(blobs) == 1 and blobs[0, 2] > 4 * blobs[0, 3]  # the case this test is about
     reading = Recognizer.load().read(image)
     expected = "".join(str(mnist.test_labels[i]) for i in picks)
     assert len(reading.lines) == 1 and len(reading.text) == len(expected)
     assert sum(a == b for a, b in zip(reading.text, expected, strict=True)) >= len(expected) - 1
+
+
+def test_a_page_half_in_deep_shadow_is_read_as_dark_ink_on_paper():
+    """The shadow along the border spans the ink's own levels, so the border alone cannot
+    say which way round the ink is; read as light ink, the lit paper would be all ink and
+    the page would hold "no number" (a page of read_numbers.py, seed 0, image 268)."""
+    reading = Recognizer.load().read(FIXTURES / "shadowed-rows.jpg")
+    assert reading.lines[0].text_full == "50 63 01 11 87"
+    assert reading.lines[1].text.startswith("3464")  # its end lies in the deepest shadow

@@ -30,6 +30,9 @@ MIN_CONTRAST_OVER_GRAIN = 8.0
 # Illumination is estimated at this resolution (it is smooth), with a closing this wide
 # relative to the image's longer side, and only on images at least FLATTEN_MIN_SIDE wide.
 BACKGROUND_SIDE = 256
+# Ink mass (pixels times levels) beyond the border's span, per pixel, below which the border
+# alone does not tell dark ink from light.
+INCONCLUSIVE_MASS = 0.001
 BACKGROUND_KERNEL = 1 / 5
 FLATTEN_MIN_SIDE = 40
 # Blobs with less than this fraction of the largest one's ink are specks, not strokes; a
@@ -155,6 +158,15 @@ def ink_polarity(gray: np.ndarray) -> bool:
     low, high = np.percentile(border, [5, 95])
     darker = float(np.clip(low - small, 0, None).sum())
     lighter = float(np.clip(small - high, 0, None).sum())
+    clear = max(darker, lighter) >= INCONCLUSIVE_MASS * small.size and min(darker, lighter) < 0.2 * max(darker, lighter)
+    if darker + lighter > 0 and not clear:
+        # A deep shadow along the border can span the ink's own levels, leaving only traces
+        # outside the span on both sides. The wrong polarity then shows itself: under it,
+        # the lit paper comes out as ink over much of the picture.
+        dark_cover = float((flatten_illumination(small, True) > 0.2).mean())
+        light_cover = float((flatten_illumination(small, False) > 0.2).mean())
+        if max(dark_cover, light_cover) > 0.3 and min(dark_cover, light_cover) < 0.5 * max(dark_cover, light_cover):
+            return dark_cover < light_cover
     if darker + lighter > 0:
         return darker >= lighter
     # Ink fills the border too (a tight crop): the extreme farther from the median is ink.

@@ -34,6 +34,9 @@ SPACE_GAP = 0.8
 # Without a threshold in the model card: report a digit only when it is more likely than
 # all the alternatives together.
 DEFAULT_THRESHOLD = 0.5
+# A row whose digits average less than this (geometric mean) is dropped: on read_numbers.py
+# the rows below it were shadow edges and texture, and every real row scored over 0.66.
+MIN_ROW_CONFIDENCE = 0.5
 
 
 def bundled_model_path() -> Path:
@@ -290,7 +293,7 @@ class Recognizer:
         # its wrong cuts through touching digits, and the mix read fewer numbers right. Digit
         # by digit, where both see the same digits in the same places, it helps.
         lines = segmented if self.reader is None else list(map(_second_opinion, self._read_rows(page), segmented))
-        return Reading([line for line in lines if line is not None], describe(image))
+        return Reading([line for line in lines if line is not None and _plausible(line)], describe(image))
 
     def _read_rows(self, page: Page) -> list[LineReading | None]:
         """Each row through the line reader in one batch; CTC's best path per row."""
@@ -433,6 +436,12 @@ def _row_reading(
             reading = DigitReading(int(e.char), e.confidence, box)  # type: ignore[arg-type]
         items.append((x0, x1, e.char, reading))
     return _assemble_line(items, row.height)
+
+
+def _plausible(line: LineReading) -> bool:
+    """Writing, rather than a shadow's edge or paper texture taken for a row: digits read
+    with some conviction on average (geometric mean of their confidences)."""
+    return float(np.exp(np.mean(np.log([max(d.confidence, 1e-9) for d in line.digits])))) >= MIN_ROW_CONFIDENCE
 
 
 def _second_opinion(read: LineReading | None, segmented: LineReading | None) -> LineReading | None:

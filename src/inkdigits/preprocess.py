@@ -30,11 +30,11 @@ MIN_CONTRAST_OVER_GRAIN = 8.0
 # Illumination is estimated at this resolution (it is smooth), with a closing this wide
 # relative to the image's longer side, and only on images at least FLATTEN_MIN_SIDE wide.
 BACKGROUND_SIDE = 256
-# Ink mass (pixels times levels) beyond the border's span, per pixel, below which the border
-# alone does not tell dark ink from light.
-INCONCLUSIVE_MASS = 0.001
 BACKGROUND_KERNEL = 1 / 5
 FLATTEN_MIN_SIDE = 40
+# Ink mass (pixels times levels) beyond the border's span, per pixel, below which the border
+# does not tell dark ink from light; nor does it when both sides hold comparable mass.
+INCONCLUSIVE_MASS = 0.001
 # Blobs with less than this fraction of the largest one's ink are specks, not strokes; a
 # largest blob under MIN_INK_PIXELS means there is no stroke at all, only grain.
 SPECK_FRACTION = 0.05

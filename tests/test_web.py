@@ -198,3 +198,43 @@ def test_page_and_static_files_are_served(server):
     for name in ("app.js", "style.css", "favicon.svg"):
         assert httpx.get(f"{server.url}/static/{name}").status_code == 200
     assert Path(ROOT / "src/inkdigits/web/static/index.html").is_file()
+
+
+def recognition_workers(pid: int) -> set[int]:
+    """The server's worker processes (not multiprocessing's resource tracker)."""
+    found = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
+                found.add(int(child))
+    return found
+
+
+def test_a_killed_recognition_worker_is_replaced(tmp_path):
+    """A worker lost to the OOM killer (SIGKILL) is replaced; requests keep being answered."""
+    running = Server("--workers", "2")
+    try:
+        workers = recognition_workers(running.process.pid)
+        assert len(workers) == 2
+        os.kill(min(workers), signal.SIGKILL)
+        image = (EXAMPLES / "0-paint-program.png").read_bytes()
+        answers = [httpx.post(f"{running.url}/api/predict", content=image, timeout=30) for _ in range(20)]
+        assert [a.status_code for a in answers] == [200] * 20 and {a.json()["digit"] for a in answers} == {0}
+        deadline = time.monotonic() + 30
+        while len(recognition_workers(running.process.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        now = recognition_workers(running.process.pid)
+        assert len(now) == 2 and min(workers) not in now
+    finally:
+        running.stop()
+
+
+def test_a_request_past_the_timeout_is_503_and_the_server_goes_on():
+    running = Server("--timeout", "0.0001")
+    try:
+        late = httpx.post(f"{running.url}/api/predict", content=(EXAMPLES / "0-paint-program.png").read_bytes())
+        assert late.status_code == 503 and late.headers["retry-after"] == "1"
+        assert "longer than" in late.json()["error"]
+        assert httpx.get(f"{running.url}/api/health").status_code == 200
+    finally:
+        running.stop()

@@ -1,30 +1,30 @@
 """The HTTP server: a REST API over ``Recognizer`` and the drawing page, on FastAPI + uvicorn.
 
-Recognition is CPU work, so it runs in a thread pool sized to the cores, never on the event
-loop. Every limit (upload size, decoded pixels, time per request) has a default and a flag,
-and every error a client can cause is answered with JSON and a 4xx status, never a 5xx.
+Recognition is CPU work, so it never runs on the event loop: a backend (``backends``) runs
+it in threads of this process or in worker processes. Every limit (upload size, decoded
+pixels, time per request) has a default and a flag, and every error a client can cause is
+answered with JSON and a 4xx status, never a 5xx.
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
-import time
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-import numpy as np
 from fastapi import FastAPI, Request
-from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import __version__
-from ..errors import ImageTooLargeError, InkdigitsError, NoDigitError, NotAnImageError
+from ..errors import InkdigitsError, NotAnImageError
 from ..images import DEFAULT_MAX_PIXELS
 from ..recognize import Recognizer
+from .backends import PREDICT, READ, Backend, ThreadBackend, error_status
 
 MB = 1024 * 1024
 MAX_WORKERS = 8
@@ -89,15 +89,6 @@ def _too_large(limit: int) -> JSONResponse:
     return JSONResponse({"error": f"The upload is over the {limit / MB:.0f} MB limit."}, status_code=413)
 
 
-def error_status(error: InkdigitsError) -> int:
-    """413 for too large, 415 for what is not an image at all, 422 for a damaged image."""
-    if isinstance(error, ImageTooLargeError):
-        return 413
-    if isinstance(error, NotAnImageError):
-        return 415
-    return 422
-
-
 async def read_image_body(request: Request) -> tuple[bytes, str]:
     """The image bytes from a multipart form (any file field) or from the raw body."""
     content_type = request.headers.get("content-type", "")
@@ -110,10 +101,25 @@ async def read_image_body(request: Request) -> tuple[bytes, str]:
     return await request.body(), "upload"
 
 
-def create_app(recognizer: Recognizer, limits: Limits | None = None) -> FastAPI:
+def create_app(
+    recognizer: Recognizer | None = None, limits: Limits | None = None, backend: Backend | None = None
+) -> FastAPI:
+    """The API and page over ``backend``, or over ``recognizer`` in ``limits.workers`` threads."""
     limits = limits or Limits()
-    pool = ThreadPoolExecutor(max_workers=limits.workers, thread_name_prefix="recognize")
+    if backend is None:
+        if recognizer is None:
+            raise ValueError("create_app needs a recognizer or a backend")
+        backend = ThreadBackend(recognizer, limits.workers, limits.timeout_seconds)
+    card = backend.card
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        backend.start()
+        yield
+        backend.close()  # after the requests in flight are answered
+
     app = FastAPI(
+        lifespan=lifespan,
         title="inkdigits",
         version=__version__,
         description="Read handwritten digits from images. POST an image (multipart form or raw body).",
@@ -121,38 +127,16 @@ def create_app(recognizer: Recognizer, limits: Limits | None = None) -> FastAPI:
     static = resources.files("inkdigits.web") / "static"
     app.mount("/static", StaticFiles(directory=str(static)), name="static")
 
-    async def run(function: Any, *args: Any) -> Any:
-        loop = asyncio.get_running_loop()
-        return await asyncio.wait_for(loop.run_in_executor(pool, function, *args), limits.timeout_seconds)
-
-    async def answer(request: Request, work: Any) -> JSONResponse:
-        name = "upload"
+    async def respond(request: Request, task: str, include_input: bool = False) -> Response:
         try:
             data, name = await read_image_body(request)
             if not data:
                 raise NotAnImageError("The request holds no image (empty body).")
-            payload = await run(work, data, name)
-            return JSONResponse(payload)
-        except NoDigitError as exc:
-            return JSONResponse({"file": name, "error": str(exc)})
         except InkdigitsError as exc:
             return JSONResponse({"error": str(exc)}, status_code=error_status(exc))
-        except TimeoutError:
-            return JSONResponse(
-                {"error": f"Recognition took longer than {limits.timeout_seconds:g} s; try a smaller image."},
-                status_code=503,
-                headers={"Retry-After": "1"},
-            )
-
-    def predict_one(data: bytes, name: str, include_input: bool) -> dict[str, Any]:
-        prediction = recognizer.predict(data)
-        payload: dict[str, Any] = {"file": name, **prediction.to_dict()}
-        if include_input and prediction.model_input is not None:
-            payload["model_input"] = np.round(prediction.model_input * 255).astype(int).tolist()
-        return payload
-
-    def read_numbers(data: bytes, name: str) -> dict[str, Any]:
-        return {"file": name, **recognizer.read(data).to_dict()}
+        status, body = await backend.run(task, data, name, include_input)
+        headers = {"Retry-After": "1"} if status == 503 else None
+        return Response(body, status_code=status, headers=headers, media_type="application/json")
 
     @app.get("/", include_in_schema=False)
     async def page() -> FileResponse:
@@ -165,41 +149,31 @@ def create_app(recognizer: Recognizer, limits: Limits | None = None) -> FastAPI:
     @app.get("/api/health")
     async def health() -> dict[str, Any]:
         """Liveness: the server answers and its model is loaded."""
-        return {"status": "ok", "version": __version__, "model": recognizer.card.get("architecture")}
+        return {"status": "ok", "version": __version__, "model": card.get("architecture")}
 
     @app.get("/api/model")
     async def model_card() -> dict[str, Any]:
         """The model card: architecture, recipe, data digests, metrics, versions."""
-        return recognizer.card
+        return card
 
     @app.post("/api/predict")
-    async def predict(request: Request, include: str = "") -> JSONResponse:
+    async def predict(request: Request, include: str = "") -> Response:
         """Read one digit: the same JSON as ``inkdigits predict --json``.
 
         ``?include=model_input`` adds the 28x28 the model saw (0-255 integers). An image
         with no digit answers 200 with an ``error``; bad input answers 413, 415 or 422.
         """
-        return await answer(request, lambda data, name: predict_one(data, name, include == "model_input"))
+        return await respond(request, PREDICT, include_input=include == "model_input")
 
     @app.post("/api/read")
-    async def read(request: Request) -> JSONResponse:
+    async def read(request: Request) -> Response:
         """Read every handwritten number: the same JSON as ``inkdigits read --json``.
 
         ``text`` is empty (and ``lines`` is []) when the image holds no number; bad input
         answers 413, 415 or 422.
         """
-        return await answer(request, read_numbers)
+        return await respond(request, READ)
 
     app.add_middleware(BodyLimit, limit=limits.max_upload_bytes)
-    app.state.pool = pool
+    app.state.backend = backend
     return app
-
-
-def warm_up(recognizer: Recognizer, rounds: int = 3) -> float:
-    """Run a few predictions so the first real request pays no start-up cost; return ms."""
-    canvas = np.full((64, 64), 255, np.uint8)  # small enough for any sensible --max-pixels
-    canvas[12:52, 29:35] = 0
-    started = time.perf_counter()
-    for _ in range(rounds):
-        recognizer.predict(canvas)
-    return (time.perf_counter() - started) * 1000 / rounds

@@ -144,8 +144,8 @@ def _working_copy(gray: np.ndarray) -> np.ndarray:
 
 
 def _paper_closing(paper: np.ndarray) -> tuple[np.ndarray, int]:
-    """The closing of ``paper`` (dark strokes filled in) by a square safely wider than the
-    strokes, and that square's side: a fifth of the image, or more for fat pens.
+    """The closing of ``paper`` (dark strokes filled in), as 8-bit levels, by a square safely
+    wider than the strokes, and that square's side: a fifth of the image, or more for fat pens.
 
     A closing narrower than a stroke would hollow it out. The strokes' width is measured on
     what a first closing finds (twice area over outline); when they need a side over three
@@ -221,7 +221,7 @@ def flatten_illumination(gray: np.ndarray, dark_ink: bool) -> np.ndarray:
 
 def _histogram(darkness: np.ndarray) -> np.ndarray:
     """Counts of a darkness map's sampled pixels at LEVELS levels: its paper level, grain and
-    ink level all come from this one histogram instead of a sort each."""
+    ink level all come from this one histogram instead of a pass over the pixels each."""
     return np.bincount(_levels(_sample(darkness)).ravel(), minlength=LEVELS)
 
 

@@ -1,15 +1,16 @@
 """Where the server's recognition runs: threads in this process, or a pool of processes.
 
-Both take a request's image bytes and answer ``(status, payload)`` through ``answer``, the
-one function that turns a recognition (or the error a client caused) into the HTTP answer,
-so a thread and a worker process answer alike.
+Both take a request's image bytes and answer with a status and a JSON body through
+``answer``, the one function that turns a recognition (or the error a client caused) into
+the HTTP answer, so a thread and a worker process answer alike.
 
 ``ProcessBackend`` is what ``inkdigits serve`` uses. Recognition is mostly Python-driven
 NumPy and OpenCV work on small images, so threads in one process queue for the GIL; worker
-processes each hold a warm model and take jobs from one shared queue. Whichever worker is
-free takes the next request, so no worker idles while another has a backlog (with one
-socket per worker process, the kernel hands out connections unevenly and a client on the
-busier worker waits longer), and the event loop that speaks HTTP never waits for the GIL.
+processes each hold a warm model, and the HTTP process keeps one first-come queue of
+requests that it hands, over a pipe, to whichever worker is free. So no worker idles while
+another has a backlog (with every worker accepting on one socket, the kernel hands out
+connections unevenly and a client on the busier worker waits longer), and the event loop
+that speaks HTTP never waits for the GIL.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ the HTTP answer, so a thread and a worker process answer alike.
 ``ProcessBackend`` is what ``inkdigits serve`` uses. Recognition is mostly Python-driven
 NumPy and OpenCV work on small images, so threads in one process queue for the GIL; worker
 processes each hold a warm model, and the HTTP process keeps one first-come queue of
-requests that it hands, over a pipe, to whichever worker is free. So no worker idles while
+requests that it hands, over a pipe, to the least busy worker. So no worker idles while
 another has a backlog (with every worker accepting on one socket, the kernel hands out
 connections unevenly and a client on the busier worker waits longer), and the event loop
 that speaks HTTP never waits for the GIL.
@@ -20,13 +20,15 @@ import contextlib
 import json
 import multiprocessing
 import os
+import socket
 import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import cv2
 import numpy as np
 
 from ..errors import ImageTooLargeError, InkdigitsError, NoDigitError, NotAnImageError
@@ -39,6 +41,14 @@ PREDICT = "predict"
 READ = "read"
 # A worker whose parent is gone (killed outright) notices within this many seconds and exits.
 ORPHAN_CHECK_SECONDS = 1.0
+# Jobs a worker holds at once: the one it works on and the next. Under load, a worker that
+# held only one job sat idle for about a sixth of the time between sending an answer and
+# the HTTP process (busy on the same cores) sending it the next job.
+WORKER_DEPTH = 2
+# The next job waits in the pipe's buffer while the worker is busy, so it is sent early only
+# when it fits with room to spare: a larger one would block the event loop until the worker
+# read it. Most uploads (a canvas, a cropped digit) are far smaller than this.
+PIPE_BUFFER_BYTES = 256 * 1024
 
 
 def error_status(error: InkdigitsError) -> int:
@@ -126,11 +136,12 @@ class ThreadBackend:
 class ProcessBackend:
     """Recognition in ``workers`` processes, each with its own warm model and a pipe to us.
 
-    A request goes to an idle worker, or waits in one first-come queue for the next worker
-    to finish. The pipes are read by the event loop itself (no threads here), and a worker
-    sends its answer as finished JSON, so this process only moves bytes. A worker that dies
-    (killed, out of memory) is replaced; the request it held is answered with a 500, since
-    that failure is the server's, not the client's.
+    A request goes to the worker holding the fewest jobs (each holds at most WORKER_DEPTH,
+    answered in order), or waits in one first-come queue until a worker finishes one. The
+    pipes are read by the event loop itself (no threads here), and a worker sends its answer
+    as finished JSON, so this process only moves bytes. A worker that dies (killed, out of
+    memory) is replaced; the requests it held are answered with a 500, since that failure is
+    the server's, not the client's.
     """
 
     def __init__(self, load: dict[str, Any], workers: int, timeout_seconds: float) -> None:
@@ -138,7 +149,6 @@ class ProcessBackend:
         self.context = multiprocessing.get_context("spawn")  # fork would copy onnxruntime's thread state
         self.workers: list[_Worker] = [self._start(index) for index in range(workers)]
         self.card: dict[str, Any] = {}
-        self.idle: deque[int] = deque()
         self.waiting: deque[tuple[tuple[Any, ...], asyncio.Future[Rendered]]] = deque()
         self.loop: asyncio.AbstractEventLoop | None = None
         self.closed = False
@@ -153,7 +163,7 @@ class ProcessBackend:
         )
         process.start()
         theirs.close()
-        return _Worker(process, ours)
+        return _Worker(process, ours, early_bytes=_enlarge_send_buffer(ours) // 4)
 
     def wait_until_warm(self) -> float:
         """Block until every worker has loaded and warmed its model; return ms per prediction.
@@ -170,7 +180,7 @@ class ProcessBackend:
                 raise InkdigitsError(message[1])
             timings.append(message[1])
             self.card = message[2]
-        self.idle.extend(range(len(self.workers)))
+            worker.ready = True
         return max(timings)
 
     def start(self) -> None:
@@ -185,20 +195,29 @@ class ProcessBackend:
         assert self.loop is not None
         future: asyncio.Future[Rendered] = self.loop.create_future()
         job = (task, data, name, include_input)
-        while self.idle:
-            index = self.idle.popleft()
-            if self.workers[index].process.exitcode is None:
-                self._send(index, job, future)
-                break
-            self._replace(index)  # died while idle: its pipe's end may not have been seen yet
-        else:
+        index = self._least_busy(len(data))
+        if index is None:
             self.waiting.append((job, future))
+        else:
+            self._send(index, job, future)
+        # On timeout the request is answered 503: a worker that holds the job finishes it (its
+        # answer is dropped), and a job still waiting in the queue is never sent.
+        expiry = self.loop.call_later(self.timeout_seconds, _expire, future, self.timeout_seconds)
         try:
-            # On timeout the future is cancelled: a worker that holds it finishes the job (its
-            # answer is dropped), and one still waiting in the queue is never sent.
-            return await asyncio.wait_for(future, self.timeout_seconds)
-        except TimeoutError:
-            return timed_out(self.timeout_seconds)
+            return await future
+        finally:
+            expiry.cancel()
+
+    def _least_busy(self, size: int) -> int | None:
+        """The ready worker with the fewest jobs, if one can take a job of ``size`` bytes."""
+        best = None
+        for index, worker in enumerate(self.workers):
+            if worker.ready and self._can_take(worker, size):
+                if worker.process.exitcode is not None:
+                    self._replace(index)  # died idle: its pipe's end may not have been seen yet
+                elif best is None or len(worker.jobs) < len(self.workers[best].jobs):
+                    best = index
+        return best
 
     def _listen(self, index: int) -> None:
         assert self.loop is not None
@@ -206,7 +225,7 @@ class ProcessBackend:
 
     def _send(self, index: int, job: tuple[Any, ...], future: asyncio.Future[Rendered]) -> None:
         worker = self.workers[index]
-        worker.job = future
+        worker.jobs.append(future)
         try:
             worker.pipe.send(job)
         except OSError:  # it died just now: the job is answered as lost and the worker replaced
@@ -219,37 +238,45 @@ class ProcessBackend:
         except (EOFError, OSError):
             self._replace(index)
             return
-        if message[0] == "done" and worker.job is not None and not worker.job.done():
-            worker.job.set_result((message[1], message[2]))
-        if message[0] == "error":  # a replacement could not load the model: stay without it
+        if message[0] == "done":
+            future = worker.jobs.popleft()
+            if not future.done():
+                future.set_result((message[1], message[2]))
+        elif message[0] == "ready":  # a replacement has loaded its model
+            worker.ready = True
+        else:  # a replacement could not load the model: stay without it
             assert self.loop is not None
             self.loop.remove_reader(worker.pipe.fileno())
             return
-        worker.job = None
-        self._next_job(index)
+        self._feed(index)
 
-    def _next_job(self, index: int) -> None:
-        while self.waiting:
+    @staticmethod
+    def _can_take(worker: _Worker, size: int) -> bool:
+        if not worker.jobs:
+            return True
+        return len(worker.jobs) < WORKER_DEPTH and size <= worker.early_bytes
+
+    def _feed(self, index: int) -> None:
+        """Send the worker queued jobs, first come first, while it can take them."""
+        worker = self.workers[index]
+        while self.waiting and self.workers[index] is worker and self._can_take(worker, len(self.waiting[0][0][1])):
             job, future = self.waiting.popleft()
             if not future.done():  # a request that timed out while waiting is dropped
                 self._send(index, job, future)
-                return
-        self.idle.append(index)
 
     def _replace(self, index: int) -> None:
         assert self.loop is not None
         worker = self.workers[index]
-        if index in self.idle:
-            self.idle.remove(index)
         self.loop.remove_reader(worker.pipe.fileno())
         worker.pipe.close()
         worker.process.join(1)
-        if worker.job is not None and not worker.job.done():
-            message = f"The recognition worker stopped (exit code {worker.process.exitcode}); please retry."
-            worker.job.set_result(render(500, {"error": message}))
+        message = f"The recognition worker stopped (exit code {worker.process.exitcode}); please retry."
+        for future in worker.jobs:
+            if not future.done():
+                future.set_result(render(500, {"error": message}))
         if self.closed:
             return
-        self.workers[index] = self._start(index)  # it joins the idle ones once it reports ready
+        self.workers[index] = self._start(index)  # it takes jobs once it reports ready
         self._listen(index)
 
     def close(self) -> None:
@@ -276,7 +303,31 @@ class ProcessBackend:
 class _Worker:
     process: Any
     pipe: Any
-    job: asyncio.Future[Rendered] | None = None
+    early_bytes: int = 0  # the largest image sent while the worker still works on another
+    ready: bool = False
+    jobs: deque[asyncio.Future[Rendered]] = field(default_factory=deque)  # sent, in order
+
+
+def _enlarge_send_buffer(pipe: Any) -> int:
+    """Ask for PIPE_BUFFER_BYTES of send buffer on our end of a worker's pipe; return what the
+    system granted (0 where the pipe is no socket)."""
+    try:
+        sock = socket.socket(fileno=pipe.fileno())
+    except OSError:
+        return 0
+    try:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, PIPE_BUFFER_BYTES)
+        return int(sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF))
+    except OSError:
+        return 0
+    finally:
+        sock.detach()  # the pipe still owns the descriptor
+
+
+def _expire(future: asyncio.Future[Rendered], seconds: float) -> None:
+    if not future.done():
+        future.set_result(timed_out(seconds))
 
 
 def _worker(load: dict[str, Any], pipe: Any, parent: int) -> None:
@@ -289,6 +340,9 @@ def _worker(load: dict[str, Any], pipe: Any, parent: int) -> None:
     # workers saturate the machine, it would otherwise wait out their time slices.
     with contextlib.suppress(OSError, AttributeError):
         os.nice(5)
+    # One worker per core already: OpenCV's own threads would only take the other workers'
+    # cores (its connected components cost 1.6 times the CPU with two threads).
+    cv2.setNumThreads(1)
     try:
         recognizer = Recognizer.load(
             load["model"], max_pixels=load["max_pixels"], threads=1, threshold=load["threshold"]

@@ -9,6 +9,7 @@ picture so a user can see why a digit was misread (``inkdigits predict --save-pl
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 
 import cv2
@@ -23,6 +24,14 @@ MNIST_STROKE = 2.2
 # Working resolution: larger inputs are reduced first, which keeps every stage fast and its
 # memory bounded, while leaving far more pixels than the 20-pixel box needs.
 WORKING_SIDE = 640
+# A digit is looked for first at QUICK_SIDE, where it costs a fraction of the time: most
+# uploads are one digit filling the picture, which still spans several times the 20-pixel box
+# there. Only a digit found smaller than QUICK_MIN_DIGIT pixels, or drawn with strokes under
+# QUICK_MIN_STROKE pixels (a fine pen, which the reduction fades), or none at all, is looked
+# for again at WORKING_SIDE.
+QUICK_SIDE = 160
+QUICK_MIN_DIGIT = 64
+QUICK_MIN_STROKE = 2.5
 # Below this contrast between ink and background (on a 0..1 scale) there is nothing to read,
 # and ink must also stand this many times above the paper's grain.
 MIN_CONTRAST = 0.15
@@ -457,7 +466,10 @@ def ink_map(pixels: np.ndarray, side: int = WORKING_SIDE) -> tuple[np.ndarray, f
     Returns the ink, the scale from input to working pixels, whether the input had dark ink,
     and the intermediate pictures. Raises ``NoDigitError`` on a blank image.
     """
-    gray = to_gray(pixels)
+    return _gray_ink_map(to_gray(pixels), side)
+
+
+def _gray_ink_map(gray: np.ndarray, side: int) -> tuple[np.ndarray, float, bool, dict[str, np.ndarray]]:
     gray, scale = limit_size(gray, side)
     dark_ink = ink_polarity(gray)
     darkness = flatten_illumination(gray, dark_ink)
@@ -482,10 +494,29 @@ def frame_digit(crop: np.ndarray, stages: dict[str, np.ndarray] | None = None) -
 
 
 def to_mnist(pixels: np.ndarray, keep_stages: bool = False) -> Preprocessed:
-    """The whole chain for one digit; ``keep_stages`` records each intermediate picture."""
-    ink, scale, dark_ink, stages = ink_map(pixels)
+    """The whole chain for one digit; ``keep_stages`` records each intermediate picture.
+
+    Tried at QUICK_SIDE first, then, where that finds no digit or one too small or too
+    finely drawn to frame well from so few pixels, at WORKING_SIDE.
+    """
+    gray = to_gray(pixels)
+    if max(gray.shape) > QUICK_SIDE:
+        with contextlib.suppress(NoDigitError):
+            quick = _digit_at(gray, QUICK_SIDE, keep_stages, quick=True)
+            if quick is not None:
+                return quick
+    result = _digit_at(gray, WORKING_SIDE, keep_stages)
+    assert result is not None
+    return result
+
+
+def _digit_at(gray: np.ndarray, side: int, keep_stages: bool, quick: bool = False) -> Preprocessed | None:
+    ink, scale, dark_ink, stages = _gray_ink_map(gray, side)
     ink = choose_digit(ink)
     x, y, w, h = ink_box(ink)
-    digit = frame_digit(ink[y : y + h, x : x + w], stages if keep_stages else None)
+    crop = ink[y : y + h, x : x + w]
+    if quick and (max(w, h) < QUICK_MIN_DIGIT or stroke_width(crop) < QUICK_MIN_STROKE):
+        return None
+    digit = frame_digit(crop, stages if keep_stages else None)
     box = tuple(round(v / scale) for v in (x, y, w, h))
     return Preprocessed(digit, box, dark_ink, stages if keep_stages else {})  # type: ignore[arg-type]

@@ -29,8 +29,8 @@ WORKING_SIDE = 640
 # there. Only a digit found smaller than QUICK_MIN_DIGIT pixels, or drawn with strokes under
 # QUICK_MIN_STROKE pixels (a fine pen, which the reduction fades), or none at all, is looked
 # for again at WORKING_SIDE.
-QUICK_SIDE = 160
-QUICK_MIN_DIGIT = 64
+QUICK_SIDE = 112
+QUICK_MIN_DIGIT = 48
 QUICK_MIN_STROKE = 2.5
 # Below this contrast between ink and background (on a 0..1 scale) there is nothing to read,
 # and ink must also stand this many times above the paper's grain.
@@ -62,7 +62,7 @@ class Preprocessed:
     """The model's input plus how it was made."""
 
     digit: np.ndarray  # 28 x 28 float32 in [0, 1], white ink on black
-    box: tuple[int, int, int, int]  # the ink's [x, y, w, h] in input pixels
+    box: tuple[int, int, int, int]  # the ink's [x, y, w, h] in input pixels, as exact as the working size
     inverted: bool  # True when the input was dark ink on a light background
     stages: dict[str, np.ndarray] = field(default_factory=dict)
 

@@ -125,7 +125,7 @@ def test_mnist_framing_of_a_drawn_digit():
     cy, cx = (np.arange(28) @ digit.sum(1)) / mass, (np.arange(28) @ digit.sum(0)) / mass
     assert abs(cy - 14) <= 1 and abs(cx - 14) <= 1, "centre of mass at the centre"
     assert prepared.inverted, "dark ink on light paper was detected"
-    # Found at QUICK_SIDE (112 px for this 120 px canvas), the box is exact to a working pixel.
+    # Found at QUICK_SIDE (96 px for this 120 px canvas), the box is exact to a working pixel.
     assert np.abs(np.subtract(prepared.box, (50, 20, 8, 80))).max() <= 1, prepared.box
     assert {"grayscale", "cropped", "28x28 model input"} <= set(prepared.stages)
 

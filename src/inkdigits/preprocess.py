@@ -25,12 +25,12 @@ MNIST_STROKE = 2.2
 # memory bounded, while leaving far more pixels than the 20-pixel box needs.
 WORKING_SIDE = 640
 # A digit is looked for first at QUICK_SIDE, where it costs a fraction of the time: most
-# uploads are one digit filling the picture, which still spans several times the 20-pixel box
-# there. Only a digit found smaller than QUICK_MIN_DIGIT pixels, or drawn with strokes under
+# uploads are one digit filling the picture, which still spans at least twice the 20-pixel
+# box there. Only a digit found smaller than QUICK_MIN_DIGIT pixels, or drawn with strokes under
 # QUICK_MIN_STROKE pixels (a fine pen, which the reduction fades), or none at all, is looked
 # for again at WORKING_SIDE.
-QUICK_SIDE = 112
-QUICK_MIN_DIGIT = 48
+QUICK_SIDE = 96
+QUICK_MIN_DIGIT = 40
 QUICK_MIN_STROKE = 2.5
 # Below this contrast between ink and background (on a 0..1 scale) there is nothing to read,
 # and ink must also stand this many times above the paper's grain.

@@ -148,6 +148,23 @@ def test_handwriting_training_adds_a_not_a_digit_class_and_calibration(mnist, mn
     assert {"digit", "confidence", "rejected", "reason", "not_digit", "probabilities"} <= set(answer)
     assert abs(sum(answer["probabilities"]) + answer["not_digit"] - 1) < 1e-4
 
+    # The same model in 8 bits: judged again, and recalibrated on the same held-out images.
+    from inkdigits.quantize import quantize_model
+
+    int8_path, int8_card = quantize_model(path, tmp_path / "int8.onnx", mnist.test_images[:500],
+                                          mnist.test_labels[:500], data)  # fmt: skip
+    change = int8_card["quantization"]
+    assert change["same_answer_as_fp32"] >= 0.98 and change["max_abs_diff_from_fp32"] < 0.5
+    assert abs(int8_card["metrics"]["test"]["accuracy"] - card["metrics"]["test"]["accuracy"]) <= 0.01
+    assert int8_card["calibration"]["validation"].keys() == calibration["validation"].keys()
+    assert int8_path.stat().st_size < 0.5 * path.stat().st_size
+    assert json.loads(int8_path.with_suffix(".card.json").read_text()) == int8_card
+    int8 = Recognizer.load(int8_path)
+    assert int8.temperature == int8_card["calibration"]["temperature"]
+    assert int8.predict(buffer.getvalue()).digit == recognizer.predict(buffer.getvalue()).digit
+    again = run_cli("quantize", str(int8_path), "--out", str(tmp_path / "twice.onnx"))
+    assert again.returncode == 2 and "already quantized" in again.stderr and not (tmp_path / "twice.onnx").exists()
+
 
 def test_no_digit_error_is_raised_for_a_blank_canvas():
     with pytest.raises(NoDigitError):

@@ -556,16 +556,21 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
     for member in card["members"]:
         print(f"member {member['run']}: test accuracy {member['metrics']['test']['accuracy'] * 100:.2f}%")
     print(f"ensemble of {len(card['members'])}: test accuracy {card['metrics']['test']['accuracy'] * 100:.2f}%")
-    if "calibration" in card:
-        cal = card["calibration"]
-        print(f"temperature {cal['temperature']}, reject threshold {cal['threshold']}")
-        for name, row in cal["validation"].items():
-            print(
-                f"  validation {name:<10} n={row['n']:<5} ECE {row['ece_before']:.4f} -> {row['ece_after']:.4f}"
-                f"  accepted {row['accepted_at_threshold']:.1%}"
-            )
+    _print_calibration(card)
     print(f"wrote {path}")
     return EXIT_OK
+
+
+def _print_calibration(card: dict[str, Any]) -> None:
+    if "calibration" not in card:
+        return
+    cal = card["calibration"]
+    print(f"temperature {cal['temperature']}, reject threshold {cal['threshold']}")
+    for name, row in cal["validation"].items():
+        print(
+            f"  validation {name:<10} n={row['n']:<5} ECE {row['ece_before']:.4f} -> {row['ece_after']:.4f}"
+            f"  accepted {row['accepted_at_threshold']:.1%}"
+        )
 
 
 def cmd_quantize(args: argparse.Namespace) -> int:
@@ -591,14 +596,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
         f"{change['same_answer_as_fp32']:.2%} of test images, "
         f"largest probability change {change['max_abs_diff_from_fp32']:.3f}"
     )
-    if "calibration" in card:
-        cal = card["calibration"]
-        print(f"temperature {cal['temperature']}, reject threshold {cal['threshold']}")
-        for name, row in cal["validation"].items():
-            print(
-                f"  validation {name:<10} n={row['n']:<5} ECE {row['ece_before']:.4f} -> {row['ece_after']:.4f}"
-                f"  accepted {row['accepted_at_threshold']:.1%}"
-            )
+    _print_calibration(card)
     print(f"wrote {path}")
     return EXIT_OK
 

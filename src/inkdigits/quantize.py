@@ -5,8 +5,9 @@ the bundled three-CNN ensemble takes 0.46 ms per image in fp32 and 0.32 ms in in
 core of the development machine. onnxruntime's static quantizer stores every convolution
 and dense layer's weights as 8-bit integers, one scale per output channel, and their inputs
 as 8-bit with ranges measured on held-out images (QDQ format). Weights use 7 of the 8 bits
-(``reduce_range``): x86 CPUs without VNNI multiply 8-bit pairs into 16-bit sums that full
-range weights can overflow, so the model computes the same on those.
+(``reduce_range``): x86 CPUs without VNNI add 8-bit products in pairs into 16-bit sums,
+which full-range weights can overflow; with 7 bits they cannot, so those CPUs give the
+same answers as this one.
 
 The int8 model is then judged as a new model: scored on MNIST test, and its temperature and
 reject threshold fitted again on the same held-out images as the fp32 model's. Its card keeps

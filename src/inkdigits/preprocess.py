@@ -422,12 +422,12 @@ def stroke_width(ink: np.ndarray, level: float = 0.4) -> float:
     return 2.0 * float(mask.sum()) / perimeter if perimeter > 0 else 1.0
 
 
-def thicken(crop: np.ndarray, scale: float) -> np.ndarray:
+def thicken(crop: np.ndarray, scale: float, width: float | None = None) -> np.ndarray:
     """Dilate thin strokes so that after scaling by ``scale`` they are about MNIST's width.
 
     A one-pixel pen on a large canvas would otherwise shrink to a faint grey thread.
     """
-    width = stroke_width(crop)
+    width = stroke_width(crop) if width is None else width
     wanted = MNIST_STROKE / scale
     grow = round(wanted - width)
     if grow < 1:
@@ -478,10 +478,15 @@ def _gray_ink_map(gray: np.ndarray, side: int) -> tuple[np.ndarray, float, bool,
     return remove_ruled_lines(ink), scale, dark_ink, stages
 
 
-def frame_digit(crop: np.ndarray, stages: dict[str, np.ndarray] | None = None) -> np.ndarray:
-    """A tight crop of one digit's ink -> MNIST's 28x28: thickened, 20-pixel box, centred."""
+def frame_digit(
+    crop: np.ndarray, stages: dict[str, np.ndarray] | None = None, stroke: float | None = None
+) -> np.ndarray:
+    """A tight crop of one digit's ink -> MNIST's 28x28: thickened, 20-pixel box, centred.
+
+    ``stroke``: the crop's stroke width, where the caller has measured it already.
+    """
     height, width = crop.shape
-    thick = thicken(crop, MNIST_BOX / max(height, width))
+    thick = thicken(crop, MNIST_BOX / max(height, width), stroke)
     small = fit_box(thick)
     digit = center_by_mass(small)
     if stages is not None:
@@ -515,8 +520,13 @@ def _digit_at(gray: np.ndarray, side: int, keep_stages: bool, quick: bool = Fals
     ink = choose_digit(ink)
     x, y, w, h = ink_box(ink)
     crop = ink[y : y + h, x : x + w]
-    if quick and (max(w, h) < QUICK_MIN_DIGIT or stroke_width(crop) < QUICK_MIN_STROKE):
-        return None
-    digit = frame_digit(crop, stages if keep_stages else None)
+    stroke = None
+    if quick:
+        if max(w, h) < QUICK_MIN_DIGIT:
+            return None
+        stroke = stroke_width(crop)
+        if stroke < QUICK_MIN_STROKE:
+            return None
+    digit = frame_digit(crop, stages if keep_stages else None, stroke)
     box = tuple(round(v / scale) for v in (x, y, w, h))
     return Preprocessed(digit, box, dark_ink, stages if keep_stages else {})  # type: ignore[arg-type]

@@ -259,10 +259,15 @@ class ProcessBackend:
     def _feed(self, index: int) -> None:
         """Send the worker queued jobs, first come first, while it can take them."""
         worker = self.workers[index]
-        while self.waiting and self.workers[index] is worker and self._can_take(worker, len(self.waiting[0][0][1])):
+        while self.waiting and self.workers[index] is worker and self._can_take(worker, self._next_size()):
             job, future = self.waiting.popleft()
             if not future.done():  # a request that timed out while waiting is dropped
                 self._send(index, job, future)
+
+    def _next_size(self) -> int:
+        """The image size of the first queued job."""
+        (_, data, *_), _ = self.waiting[0]
+        return len(data)
 
     def _replace(self, index: int) -> None:
         assert self.loop is not None

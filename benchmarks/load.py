@@ -15,7 +15,8 @@ It starts a real server (``python -m inkdigits serve``) on a free port and then:
    code. Then the server must still answer ``/api/health`` and a good image.
 
 The clients speak HTTP/1.1 keep-alive over asyncio streams (no HTTP library), on uvloop where
-it is installed, so the load generator costs as little CPU as it can on the same machine. Counts and times are bounded.
+it is installed, so the load generator costs as little CPU as it can on the same machine.
+Counts and times are bounded.
 
     python benchmarks/load.py [--clients 64] [--seconds 30] [--storm-seconds 10] [--model PATH]
 """

@@ -75,7 +75,7 @@ def quantize_model(
     out = Path(out)
     with tempfile.TemporaryDirectory(prefix=".quantize-", dir=out.parent) as folder:
         quantized = Path(folder) / "int8.onnx"
-        _quantize(fp32, quantized, data)
+        range_images = _quantize(fp32, quantized, data)
         int8 = OnnxModel.load(quantized)
         before, after = fp32.probabilities_uint8(test_images), int8.probabilities_uint8(test_images)
         test = classification_metrics(after, test_labels)
@@ -83,7 +83,7 @@ def quantize_model(
         card["quantization"] = {
             "method": "onnxruntime static int8 (QDQ): weights per output channel in 7 bits, activations "
             "per tensor in 8 bits, ranges from held-out images",
-            "range_images": sum(len(batch) for batch in range_batches(data)),
+            "range_images": range_images,
             "fp32_test_accuracy": round(float(classification_metrics(before, test_labels)["accuracy"]), 5),
             "same_answer_as_fp32": round(float((before.argmax(1) == after.argmax(1)).mean()), 5),
             "max_abs_diff_from_fp32": round(float(np.abs(before - after).max()), 5),
@@ -98,13 +98,16 @@ def quantize_model(
     return path, card
 
 
-def _quantize(model: OnnxModel, path: Path, data: CalibrationData) -> None:
+def _quantize(model: OnnxModel, path: Path, data: CalibrationData) -> int:
+    """Write ``model`` in int8 to ``path``; return how many images set the ranges."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
+    batches = range_batches(data)
+
     class HeldOut(CalibrationDataReader):
         def __init__(self) -> None:
-            self.batches: Iterator[np.ndarray] = iter(range_batches(data))
+            self.batches: Iterator[np.ndarray] = iter(batches)
 
         def get_next(self) -> dict[str, np.ndarray] | None:
             batch = next(self.batches, None)
@@ -123,6 +126,7 @@ def _quantize(model: OnnxModel, path: Path, data: CalibrationData) -> None:
         activation_type=QuantType.QUInt8,
         weight_type=QuantType.QInt8,
     )
+    return sum(len(batch) for batch in batches)
 
 
 def _write_with_card(quantized: Path, out: Path, card: dict[str, Any]) -> Path:

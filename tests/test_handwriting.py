@@ -50,15 +50,22 @@ def test_a_shadow_across_the_page_does_not_become_ink(mnist):
     assert right >= 28
 
 
-@pytest.mark.parametrize("kind", ["white", "black", "gray noise", "paper texture", "paper in shadow"])
+@pytest.mark.parametrize(
+    "kind", ["white", "black", "gray noise", "paper texture", "paper in shadow", "gradient", "diagonal gradient"]
+)
 def test_blank_images_give_no_digit_and_exit_1(kind, tmp_path):
     rng = np.random.default_rng(1)
+    yy, xx = np.mgrid[0:300, 0:400].astype(np.float32)
     if kind == "white":
         image = np.full((300, 400), 255, np.uint8)
     elif kind == "black":
         image = np.zeros((300, 400), np.uint8)
     elif kind == "gray noise":
         image = np.clip(rng.normal(128, 40, (300, 400)), 0, 255).astype(np.uint8)
+    elif kind.endswith("gradient"):
+        # An unevenly lit empty surface: its bright edge once came out as a confident "1".
+        ramp = xx / 400 if kind == "gradient" else (xx / 400 + yy / 300) / 2
+        image = np.clip(135 + 105 * ramp + rng.normal(0, 2, ramp.shape), 0, 255).astype(np.uint8)
     else:
         image = paper_photo(np.zeros((300, 400), np.float32), rng, shadow=kind == "paper in shadow")
     path = tmp_path / f"{kind.replace(' ', '-')}.jpg"

@@ -41,6 +41,9 @@ MIN_CONTRAST_OVER_GRAIN = 8.0
 BACKGROUND_SIDE = 256
 BACKGROUND_KERNEL = 1 / 5
 FLATTEN_MIN_SIDE = 40
+# Lighting is taken out as a plane first only where one fits the paper this closely (robust
+# spread of what is left, in levels of 0..1): a gradient yes, a shadow's edge no.
+PLANE_MAX_SPREAD = 0.03
 # Ink mass (pixels times levels) beyond the border's span, per pixel, below which the border
 # does not tell dark ink from light; nor does it when both sides hold comparable mass.
 INCONCLUSIVE_MASS = 0.001
@@ -221,11 +224,50 @@ def flatten_illumination(gray: np.ndarray, dark_ink: bool) -> np.ndarray:
     if max(height, width) < FLATTEN_MIN_SIDE:
         background = np.full_like(paper, float(np.median(paper)))
     else:
-        closed, side = _paper_closing(_working_copy(paper))
-        background = cv2.resize(_smooth(closed, side / 16), (width, height), interpolation=cv2.INTER_LINEAR)
+        small = _working_copy(paper)
+        tilt = _lighting_plane(small)
+        if tilt is None:
+            closed, side = _paper_closing(small)
+            estimate = _smooth(closed, side / 16)
+        else:
+            level = small - tilt
+            lift = max(0.0, -float(level.min()))  # the closing works on 8-bit levels: none may fall below 0
+            closed, side = _paper_closing(level + lift)
+            estimate = _smooth(closed, side / 16) - lift
+            estimate += cv2.resize(tilt, (estimate.shape[1], estimate.shape[0]), interpolation=cv2.INTER_LINEAR)
+        background = cv2.resize(estimate, (width, height), interpolation=cv2.INTER_LINEAR)
     # The floor keeps a dark photo's noise (or a wrongly guessed polarity) from being amplified.
     darkness = (background - paper) / np.maximum(background, 0.3)
     return np.clip(darkness, 0.0, 1.0).astype(np.float32)
+
+
+def _lighting_plane(paper: np.ndarray) -> np.ndarray | None:
+    """Evenly graded lighting as a plane (less its lowest value), or None where a plane does
+    not describe the paper to within its grain (a shadow's edge, a lamp's spot).
+
+    A closing cannot follow a gradient into the picture's edge: within half its square of
+    the edge it sees only the brighter side, and the darker paper there came out as a band
+    of ink (a smoothly lit empty surface read as a "1"). With the plane taken out first the
+    closing sees a level page. Pixels well below the first fit (ink) are left out of the
+    second; a step, such as a shadow, is left to the closing, which keeps its edge in place.
+    """
+    height, width = paper.shape
+    step = max(1, int(np.sqrt(paper.size / 4096)))
+    ys, xs = np.mgrid[0:height:step, 0:width:step]
+    values = paper[::step, ::step].ravel()
+    design = np.stack([np.ones(values.size), xs.ravel() / width, ys.ravel() / height], 1).astype(np.float32)
+    coefficients = np.linalg.lstsq(design, values, rcond=None)[0]
+    residual = values - design @ coefficients
+    paper_like = residual > -2.0 * float(np.std(residual))
+    if paper_like.sum() >= 3:
+        coefficients = np.linalg.lstsq(design[paper_like], values[paper_like], rcond=None)[0]
+        residual = values[paper_like] - design[paper_like] @ coefficients
+    if 1.4826 * float(np.median(np.abs(residual))) > PLANE_MAX_SPREAD:
+        return None
+    x = np.arange(width, dtype=np.float32) / width
+    y = np.arange(height, dtype=np.float32) / height
+    plane = coefficients[1] * x[None, :] + coefficients[2] * y[:, None]
+    return (plane - plane.min()).astype(np.float32)
 
 
 def _histogram(darkness: np.ndarray) -> np.ndarray:

@@ -172,3 +172,26 @@ def test_a_shadow_edge_below_the_writing_is_not_read_as_a_row():
     reading = Recognizer.load().read(FIXTURES / "date-beside-a-shadow.jpg")
     assert len(reading.lines) == 1
     assert reading.lines[0].text.startswith("04")
+
+
+def _steps(*classes: tuple[int, float]) -> np.ndarray:
+    """Per-step probabilities: each step's likeliest class and its probability, the rest shared."""
+    out = np.zeros((len(classes), 15), np.float32)
+    for step, (cls, p) in enumerate(classes):
+        out[step] = (1 - p) / 14
+        out[step, cls] = p
+    return out
+
+
+def test_readers_agree_on_the_reading_they_find_likeliest_together():
+    """Two readers read "1" clearly; a third reads "11", only just preferring a second 1 over
+    a blank. The ensemble keeps "1", though the third member alone would have said "11"."""
+    from inkdigits.lines import agreed_reading, greedy_decode
+
+    blank, one = 0, 2  # class 0 is CTC's blank, class d + 1 the digit d
+    sure = _steps((blank, 0.9), (one, 0.95), (blank, 0.9), (blank, 0.9), (blank, 0.9))
+    unsure = _steps((blank, 0.9), (one, 0.9), (blank, 0.9), (one, 0.45), (blank, 0.9))
+    assert "".join(e.char for e in greedy_decode(unsure)) == "11"
+    members = [unsure, sure, sure]
+    assert "".join(e.char for e in greedy_decode(members[agreed_reading(members)])) == "1"
+    assert agreed_reading([unsure]) == 0 and agreed_reading([sure, sure]) == 0

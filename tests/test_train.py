@@ -123,20 +123,52 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
 
 
 def test_train_reader_writes_a_checkpoint_and_a_line_reader_the_runtime_loads(tmp_path, mnist_dir, mnist):
-    """A tiny run of the line reader's training: rows made, CTC steps taken, ONNX exported."""
-    run = tmp_path / "reader"
-    result = run_cli(
-        "train-reader", "--rows", "96", "--val-rows", "16", "--epochs", "1", "--batch-size", "16",
-        "--threads", "1", "--out", str(run), "--data-dir", str(mnist_dir),
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    meta = json.loads((run / "reader.json").read_text())
-    assert meta["architecture"] == "line-reader" and len(meta["history"]) == 1
-    assert math.isfinite(meta["history"][0]["loss"])
-    assert (run / "reader.safetensors").stat().st_size > 10_000
-    recognizer = Recognizer.load(reader=run / "reader.onnx")
-    assert recognizer.reader is not None and recognizer.reader.path == run / "reader.onnx"
-    rows = recognizer.reader.probabilities(np.zeros((2, 1, 32, 100), np.float32))
+    """Tiny runs of the line reader's training (both sizes): rows made, CTC steps taken, ONNX
+    exported; then the two as one ensemble file that the runtime reads with both."""
+    runs = {size: tmp_path / f"reader-{size}" for size in ("small", "large")}
+    for size, run in runs.items():
+        result = run_cli(
+            "train-reader", "--size", size, "--rows", "96", "--val-rows", "16", "--epochs", "1",
+            "--batch-size", "16", "--threads", "1", "--out", str(run), "--data-dir", str(mnist_dir),
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        meta = json.loads((run / "reader.json").read_text())
+        assert meta["architecture"] == "line-reader" and len(meta["history"]) == 1
+        assert meta["recipe"]["size"] == size and math.isfinite(meta["history"][0]["loss"])
+    assert (runs["small"] / "reader.safetensors").stat().st_size > 10_000
+    assert (runs["large"] / "reader.safetensors").stat().st_size > 2 * (
+        runs["small"] / "reader.safetensors"
+    ).stat().st_size
+    recognizer = Recognizer.load(reader=runs["small"] / "reader.onnx")
+    assert recognizer.reader is not None and recognizer.reader.path == runs["small"] / "reader.onnx"
+    [rows] = recognizer.reader.probabilities(np.zeros((2, 1, 32, 100), np.float32))
     assert rows.shape == (2, 50, 15)  # a step per two columns, blank + 10 digits + . , - /
     np.testing.assert_allclose(rows.sum(-1), 1.0, atol=1e-4)
     recognizer.read(np.full((120, 300), 255, np.uint8))  # a blank page: an empty reading, no error
+
+    both = tmp_path / "readers.onnx"
+    result = run_cli(
+        "ensemble-readers", str(runs["small"]), str(runs["large"]), "--out", str(both), "--data-dir", str(mnist_dir)
+    )
+    assert result.returncode == 0, result.stderr
+    card = json.loads(both.with_suffix(".card.json").read_text())
+    assert [m["recipe"]["size"] for m in card["members"]] == ["small", "large"]
+    assert 0 <= card["metrics"]["validation_rows_exact"] <= 1
+    recognizer = Recognizer.load(reader=both)
+    members = recognizer.reader.probabilities(np.zeros((2, 1, 32, 100), np.float32))
+    assert len(members) == 2 and all(m.shape == (2, 50, 15) for m in members)
+    recognizer.read(np.full((120, 300), 255, np.uint8))
+
+
+def test_ctc_likelihood_matches_torch(tmp_path):
+    """The runtime's numpy CTC forward pass (weighing ensemble readings) against torch's CTC loss."""
+    from inkdigits.lines import ctc_log_likelihood, encode
+
+    generator = torch.Generator().manual_seed(0)
+    log_probabilities = torch.randn(40, 1, 15, generator=generator).log_softmax(-1)
+    for text in ["", "7", "11", "3.50", "24/11/2026", "0000"]:
+        labels = torch.tensor([encode(text)], dtype=torch.long).reshape(1, -1)
+        expected = -torch.nn.functional.ctc_loss(
+            log_probabilities, labels, torch.tensor([40]), torch.tensor([len(text)]), reduction="sum"
+        )
+        assert ctc_log_likelihood(log_probabilities[:, 0].numpy(), text) == pytest.approx(float(expected), abs=1e-3)

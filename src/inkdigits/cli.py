@@ -173,6 +173,21 @@ def build_parser() -> argparse.ArgumentParser:
     add_reader_arguments(reader)
     reader.set_defaults(handler=cmd_train_reader)
 
+    readers = commands.add_parser(
+        "ensemble-readers",
+        help="combine line reader runs into one reader file (needs the 'train' extra)",
+        description="Write OUT (ONNX) holding every run's line reader, and OUT's .card.json. At "
+        "runtime each member reads the row, and the reading the members find likeliest together "
+        "(summed CTC log likelihood) is kept: one reader sure of a wrong reading is outvoted. The "
+        "members and the ensemble are scored on the runs' validation rows (made again from the "
+        "held-out MNIST training digits).",
+    )
+    readers.add_argument("runs", nargs="+", metavar="RUN", help="train-reader run folders")
+    readers.add_argument("--out", required=True, metavar="PATH", help="the .onnx file to write")
+    readers.add_argument("--reproduce", metavar="COMMAND", help="the commands that reproduce it, for the card")
+    _add_data_dir(readers)
+    readers.set_defaults(handler=cmd_ensemble_readers)
+
     evaluate = commands.add_parser(
         "evaluate",
         help="score a model on the MNIST test set",
@@ -434,6 +449,12 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 
 def add_reader_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--size",
+        choices=["small", "large"],
+        default="large",
+        help="reader size: small (CNN 16-64 channels, one LSTM layer of 96) or large (24-96, two layers of 128)",
+    )
     parser.add_argument("--rows", type=int, default=60_000, help="training rows (default 60000)")
     parser.add_argument("--val-rows", type=int, default=1_000, help="validation rows (default 1000)")
     parser.add_argument("--epochs", type=int, default=10, help="epochs (default 10)")
@@ -599,6 +620,13 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     _print_calibration(card)
     print(f"wrote {path}")
     return EXIT_OK
+
+
+def cmd_ensemble_readers(args: argparse.Namespace) -> int:
+    _need_torch()
+    from .train_lines import ensemble_readers
+
+    return ensemble_readers(args)
 
 
 def cmd_train_reader(args: argparse.Namespace) -> int:

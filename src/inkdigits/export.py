@@ -41,8 +41,28 @@ def export_onnx(model: nn.Module, path: str | os.PathLike[str], card: dict[str, 
 
 def export_line_reader(model: nn.Module, path: str | os.PathLike[str], card: dict[str, Any]) -> Path:
     """The line reader as ONNX: ``rows`` (batch, 1, 32, width) -> (batch, steps, classes)."""
-    axes = {"rows": {0: "batch", 3: "width"}, OUTPUT_NAME: {0: "batch", 1: "steps"}}
-    return _export_probabilities(WithSoftmax(model).eval(), path, card, torch.zeros(2, 1, 32, 96), "rows", axes)
+    return export_line_readers([model], path, card)
+
+
+class EachWithSoftmax(nn.Module):
+    """Several readers side by side: one input, each member's probabilities as an output."""
+
+    def __init__(self, members: list[nn.Module]) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(members)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return tuple(torch.softmax(member(x), dim=-1) for member in self.members)
+
+
+def export_line_readers(members: list[nn.Module], path: str | os.PathLike[str], card: dict[str, Any]) -> Path:
+    """Line readers as one ONNX graph: ``rows`` (batch, 1, 32, width) in, and per member a
+    (batch, steps, classes) output. Their texts are not averaged step by step (two readers
+    need not emit a character at the same step); the runtime weighs whole readings."""
+    names = [OUTPUT_NAME] if len(members) == 1 else [f"{OUTPUT_NAME}_{i}" for i in range(len(members))]
+    axes = {"rows": {0: "batch", 3: "width"}} | {name: {0: "batch", 1: "steps"} for name in names}
+    wrapped = WithSoftmax(members[0]) if len(members) == 1 else EachWithSoftmax(members)
+    return _export_probabilities(wrapped.eval(), path, card, torch.zeros(2, 1, 32, 96), "rows", axes, names)
 
 
 def _export_probabilities(
@@ -52,6 +72,7 @@ def _export_probabilities(
     example: torch.Tensor | None = None,
     input_name: str = INPUT_NAME,
     dynamic_axes: dict[str, dict[int, str]] | None = None,
+    output_names: list[str] | None = None,
 ) -> Path:
     """Export a module that already outputs probabilities, with ``card`` in its metadata.
 
@@ -70,7 +91,7 @@ def _export_probabilities(
                 (example,),
                 str(tmp),
                 input_names=[input_name],
-                output_names=[OUTPUT_NAME],
+                output_names=output_names or [OUTPUT_NAME],
                 dynamic_axes=dynamic_axes,
                 opset_version=18,
                 dynamo=False,

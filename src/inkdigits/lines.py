@@ -96,3 +96,41 @@ def greedy_decode(probabilities: np.ndarray) -> list[Emitted]:
 
 def encode(text: str) -> list[int]:
     return [ALPHABET.index(c) + 1 for c in text]
+
+
+def ctc_log_likelihood(log_probabilities: np.ndarray, text: str) -> float:
+    """log P(text | a row's per-step log probabilities) under CTC: over every alignment.
+
+    The forward algorithm over the text with blanks around and between its characters: a
+    step may stay on a state, move to the next, or skip a blank between two different
+    characters (between two equal ones the blank is what keeps them two).
+    """
+    labels = encode(text)
+    if not labels:
+        return float(log_probabilities[:, BLANK].sum())
+    states = np.full(2 * len(labels) + 1, BLANK, np.int64)
+    states[1::2] = labels
+    may_skip = np.zeros(len(states), bool)
+    may_skip[3::2] = states[3::2] != states[1:-2:2]
+    alpha = np.full(len(states), -np.inf)
+    alpha[:2] = log_probabilities[0, states[:2]]
+    for step in range(1, len(log_probabilities)):
+        moved = np.concatenate(([-np.inf], alpha[:-1]))
+        skipped = np.where(may_skip, np.concatenate(([-np.inf, -np.inf], alpha[:-2])), -np.inf)
+        alpha = np.logaddexp(np.logaddexp(alpha, moved), skipped) + log_probabilities[step, states]
+    return float(np.logaddexp(alpha[-1], alpha[-2]))
+
+
+def agreed_reading(member_probabilities: list[np.ndarray]) -> int:
+    """Which member's best path to keep when several readers read the same row.
+
+    Each member proposes its best path's text; the text the members find likeliest together
+    (the sum of its CTC log likelihoods under each) wins, so one reader sure of a wrong
+    reading is outvoted where the others give the right one real weight.
+    """
+    texts = ["".join(e.char for e in greedy_decode(p)) for p in member_probabilities]
+    if len(set(texts)) == 1:
+        return 0
+    logs = [np.log(np.maximum(p, 1e-12)) for p in member_probabilities]
+    scores = {text: sum(ctc_log_likelihood(log, text) for log in logs) for text in set(texts)}
+    return max(range(len(texts)), key=lambda i: scores[texts[i]])

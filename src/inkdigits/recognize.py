@@ -105,7 +105,8 @@ class OnnxModel:
 
 
 class OnnxLineReader:
-    """The ONNX line reader: (N, 1, 32, W) rows -> (N, W / 2, classes) CTC probabilities."""
+    """The ONNX line reader: (N, 1, 32, W) rows -> (N, W / 2, classes) CTC probabilities,
+    one such output per member where the file holds several readers (``ensemble-readers``)."""
 
     def __init__(self, session: Any, path: Path) -> None:
         self.session, self.path = session, path
@@ -120,13 +121,19 @@ class OnnxLineReader:
         if path is None and not resolved.is_file():
             return None
         session = _session(resolved, threads)
-        shape_in, shape_out = session.get_inputs()[0].shape, session.get_outputs()[0].shape
-        if len(shape_in) != 4 or shape_in[2] != LINE_HEIGHT or len(shape_out) != 3 or shape_out[2] != CLASSES:
-            raise ModelError(f"{resolved} is not an inkdigits line reader (input {shape_in}, output {shape_out}).")
+        shape_in = session.get_inputs()[0].shape
+        shapes_out = [output.shape for output in session.get_outputs()]
+        if len(shape_in) != 4 or shape_in[2] != LINE_HEIGHT or any(len(s) != 3 or s[2] != CLASSES for s in shapes_out):
+            raise ModelError(f"{resolved} is not an inkdigits line reader (input {shape_in}, outputs {shapes_out}).")
         return cls(session, resolved)
 
-    def probabilities(self, batch: np.ndarray) -> np.ndarray:
-        return self.session.run(None, {self.input_name: np.ascontiguousarray(batch, dtype=np.float32)})[0]
+    @property
+    def members(self) -> int:
+        return len(self.session.get_outputs())
+
+    def probabilities(self, batch: np.ndarray) -> list[np.ndarray]:
+        """Each member's (N, steps, classes) probabilities for a batch of rows."""
+        return self.session.run(None, {self.input_name: np.ascontiguousarray(batch, dtype=np.float32)})
 
 
 def _session(path: Path, threads: int | None) -> Any:
@@ -297,18 +304,20 @@ class Recognizer:
 
     def _read_rows(self, page: Page) -> list[LineReading | None]:
         """Each row through the line reader in one batch; CTC's best path per row."""
-        from .lines import FRAME, line_input, pad_batch
+        from .lines import FRAME, agreed_reading, line_input, pad_batch
 
         assert self.reader is not None
         crops = [page.row_ink(row) for row in page.rows]
         inputs = [line_input(ink) for ink, _ in crops]
         if not inputs:
             return []
-        probabilities = self.reader.probabilities(pad_batch([i.image for i in inputs]))
+        members = self.reader.probabilities(pad_batch([i.image for i in inputs]))
         lines = []
-        for row, (ink, origin), line, p in zip(page.rows, crops, inputs, probabilities, strict=True):
+        for index, (row, (ink, origin), line) in enumerate(zip(page.rows, crops, inputs, strict=True)):
             steps = -(-line.image.shape[1] // FRAME)
-            lines.append(_row_reading(page, row, ink, origin, line, p[:steps]))
+            readings = [member[index, :steps] for member in members]
+            chosen = readings[agreed_reading(readings)]
+            lines.append(_row_reading(page, row, ink, origin, line, chosen))
         return lines
 
     def _segment_rows(self, page: Page) -> list[LineReading | None]:

@@ -25,16 +25,17 @@ import torch
 from torch import nn
 
 from . import __version__
-from .checkpoint import save_checkpoint
+from .checkpoint import read_meta, save_checkpoint
 from .cli import add_reader_arguments
 from .data import load_mnist
-from .errors import InkdigitsError
-from .export import export_line_reader
-from .lines import ALPHABET, CLASSES, FRAME, encode, greedy_decode, line_input, pad_batch
-from .models import LineReader
+from .errors import InkdigitsError, ModelError
+from .export import export_line_reader, export_line_readers
+from .fsutil import write_json_atomic
+from .lines import ALPHABET, CLASSES, FRAME, agreed_reading, encode, greedy_decode, line_input, pad_batch
+from .models import READER_SIZES, LineReader
 from .progress import Progress
 from .synth import handwriting_fonts, number_line
-from .train import physical_cores, versions
+from .train import git_commit, physical_cores, versions
 
 VALIDATION_DIGITS = 5000
 PHOTOGRAPHED = 0.35
@@ -92,24 +93,28 @@ def to_tensors(rows: list[tuple[np.ndarray, str]], picks: list[int]) -> tuple[to
     )
 
 
-def exact_rate(model: nn.Module, rows: list[tuple[np.ndarray, str]], batch: int = 64) -> float:
-    """Share of rows read exactly (digits and separators), greedy CTC decoding."""
-    model.eval()
+def exact_rate(models: nn.Module | list[nn.Module], rows: list[tuple[np.ndarray, str]], batch: int = 64) -> float:
+    """Share of rows read exactly (digits and separators): CTC's best path, and with several
+    readers the reading they agree on (``lines.agreed_reading``), as at runtime."""
+    members = models if isinstance(models, list) else [models]
+    modes = [m.training for m in members]
     right = 0
     with torch.inference_mode():
         for start in range(0, len(rows), batch):
             picks = list(range(start, min(len(rows), start + batch)))
             images, steps, _, _ = to_tensors(rows, picks)
-            probabilities = model(images).softmax(-1).numpy()
+            outputs = [m.eval()(images).softmax(-1).numpy() for m in members]
             for k, i in enumerate(picks):
-                text = "".join(e.char for e in greedy_decode(probabilities[k, : int(steps[k])]))
-                right += text == rows[i][1]
-    model.train()
+                readings = [output[k, : int(steps[k])] for output in outputs]
+                chosen = readings[agreed_reading(readings)]
+                right += "".join(e.char for e in greedy_decode(chosen)) == rows[i][1]
+    for member, mode in zip(members, modes, strict=True):
+        member.train(mode)
     return right / max(1, len(rows))
 
 
 def _recipe(args: argparse.Namespace) -> dict[str, Any]:
-    settings = {k: getattr(args, k) for k in ("rows", "val_rows", "epochs", "batch_size", "lr", "seed")}
+    settings = {k: getattr(args, k) for k in ("size", "rows", "val_rows", "epochs", "batch_size", "lr", "seed")}
     return settings | {"photographed_share": PHOTOGRAPHED, "validation_digits": VALIDATION_DIGITS}
 
 
@@ -149,7 +154,7 @@ def train_reader(args: argparse.Namespace) -> int:
     val_rows = make_rows(
         data.train_images[split:], data.train_labels[split:], args.val_rows, args.seed + 1, threads, "validation rows"
     )
-    model = LineReader(CLASSES)
+    model = LineReader(CLASSES, args.size)
     model.bf16_features = torch.ops.mkldnn._is_mkldnn_bf16_supported()
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
     steps_per_epoch = math.ceil(len(train_rows) / args.batch_size)
@@ -173,7 +178,13 @@ def train_reader(args: argparse.Namespace) -> int:
         history.append({"epoch": epoch, "loss": total / len(train_rows), "val_exact": val_exact,
                         "seconds": time.perf_counter() - epoch_start})  # fmt: skip
         print(f"epoch {epoch}: loss {history[-1]['loss']:.4f}, validation rows read exactly {val_exact:.2%}")
-        meta = {"architecture": "line-reader", "alphabet": ALPHABET, "history": history, "recipe": _recipe(args)}
+        meta = {
+            "architecture": "line-reader",
+            "alphabet": ALPHABET,
+            "history": history,
+            "recipe": _recipe(args),
+            "git_commit": git_commit(),
+        }
         save_checkpoint(out, model, meta, stem=STEM)
     card = {
         "architecture": "line-reader",
@@ -188,6 +199,66 @@ def train_reader(args: argparse.Namespace) -> int:
     }
     export_line_reader(model.eval(), out / f"{STEM}.onnx", card)
     print(f"validation rows read exactly: {history[-1]['val_exact']:.2%}; wrote {out / (STEM + '.onnx')}")
+    return 0
+
+
+def load_reader(run: str | Path) -> tuple[LineReader, dict[str, Any]]:
+    """A line reader's checkpoint (``reader.safetensors`` + ``reader.json``) as a model."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    meta = read_meta(run, stem=STEM)
+    path = Path(run) / f"{STEM}.safetensors"
+    try:
+        state = {k.removeprefix("model."): v for k, v in load_file(str(path)).items() if k.startswith("model.")}
+    except (FileNotFoundError, SafetensorError, OSError) as exc:
+        raise ModelError(f"{path} is missing or damaged ({exc}).") from exc
+    # Runs from before there were sizes name none: the head's width tells which they are.
+    size = meta.get("recipe", {}).get("size") or next(
+        (name for name, (_, hidden, _) in READER_SIZES.items() if state["head.weight"].shape[1] == 2 * hidden),
+        "large",
+    )
+    model = LineReader(CLASSES, size)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise ModelError(f"{path} does not fit a {size} line reader.") from exc
+    return model.eval(), meta
+
+
+def ensemble_readers(args: argparse.Namespace) -> int:
+    """``inkdigits ensemble-readers``: several reader runs as one ONNX file with its card."""
+    members = [load_reader(run) for run in args.runs]
+    data = load_mnist(args.data_dir)
+    recipes = [meta.get("recipe", {}) for _, meta in members]
+    seed, count = recipes[0].get("seed", 0), recipes[0].get("val_rows", 1000)
+    split = len(data.train_images) - VALIDATION_DIGITS
+    val_rows = make_rows(
+        data.train_images[split:], data.train_labels[split:], count, seed + 1, physical_cores(), "validation rows"
+    )
+    each = [exact_rate(model, val_rows) for model, _ in members]
+    together = exact_rate([model for model, _ in members], val_rows)
+    card = {
+        "architecture": "line-reader ensemble",
+        "task": "read a row of handwritten digits and separators (CTC); the members' readings are "
+        "weighed by their CTC likelihood under every member",
+        "alphabet": ALPHABET,
+        "members": [
+            {"run": str(run), "recipe": recipe, "validation_rows_exact": rate, "git_commit": meta.get("git_commit")}
+            for run, recipe, rate, (_, meta) in zip(args.runs, recipes, each, members, strict=True)
+        ],
+        "data": {"sha256": data.digests},
+        "metrics": {"validation_rows_exact": together, "validation_rows": len(val_rows)},
+        "versions": versions() | {"inkdigits": __version__},
+    }
+    if args.reproduce:
+        card["reproduce"] = args.reproduce
+    out = Path(args.out)
+    export_line_readers([model for model, _ in members], out, card)
+    write_json_atomic(out.with_suffix(".card.json"), card)
+    for run, rate in zip(args.runs, each, strict=True):
+        print(f"member {run}: validation rows read exactly {rate:.2%}")
+    print(f"together: {together:.2%} of {len(val_rows)} validation rows; wrote {out}")
     return 0
 
 

@@ -42,8 +42,9 @@ MIN_CONTRAST_OVER_GRAIN = 8.0
 BACKGROUND_SIDE = 256
 BACKGROUND_KERNEL = 1 / 5
 FLATTEN_MIN_SIDE = 40
-# Lighting is taken out as a plane first only where one fits the paper this closely (robust
-# spread of what is left, in levels of 0..1): a gradient yes, a shadow's edge no.
+# Lighting is taken out as a plane first only where one fits the paper this closely (the
+# spread of what is left on a PLANE_GRID-cell grid, in levels of 0..1): a gradient yes, a
+# shadow's edge no.
 PLANE_MAX_SPREAD = 0.03
 PLANE_GRID = 16
 # A plane rising less than this across the picture leaves the closing nothing to miss.

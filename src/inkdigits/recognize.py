@@ -127,10 +127,6 @@ class OnnxLineReader:
             raise ModelError(f"{resolved} is not an inkdigits line reader (input {shape_in}, outputs {shapes_out}).")
         return cls(session, resolved)
 
-    @property
-    def members(self) -> int:
-        return len(self.session.get_outputs())
-
     def probabilities(self, batch: np.ndarray) -> list[np.ndarray]:
         """Each member's (N, steps, classes) probabilities for a batch of rows."""
         return self.session.run(None, {self.input_name: np.ascontiguousarray(batch, dtype=np.float32)})
@@ -303,7 +299,8 @@ class Recognizer:
         return Reading([line for line in lines if line is not None and _plausible(line)], describe(image))
 
     def _read_rows(self, page: Page) -> list[LineReading | None]:
-        """Each row through the line reader in one batch; CTC's best path per row."""
+        """Each row through the line reader in one batch; CTC's best path per row (with several
+        readers, the best path of the reading they find likeliest together)."""
         from .lines import FRAME, agreed_reading, line_input, pad_batch
 
         assert self.reader is not None

@@ -213,10 +213,12 @@ def load_reader(run: str | Path) -> tuple[LineReader, dict[str, Any]]:
         state = {k.removeprefix("model."): v for k, v in load_file(str(path)).items() if k.startswith("model.")}
     except (FileNotFoundError, SafetensorError, OSError) as exc:
         raise ModelError(f"{path} is missing or damaged ({exc}).") from exc
+    head = state.get("head.weight")
+    if head is None:
+        raise ModelError(f"{path} holds no line reader's weights.")
     # Runs from before there were sizes name none: the head's width tells which they are.
     size = meta.get("recipe", {}).get("size") or next(
-        (name for name, (_, hidden, _) in READER_SIZES.items() if state["head.weight"].shape[1] == 2 * hidden),
-        "large",
+        (name for name, (_, hidden, _) in READER_SIZES.items() if head.shape[1] == 2 * hidden), "large"
     )
     model = LineReader(CLASSES, size)
     try:

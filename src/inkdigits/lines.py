@@ -128,6 +128,8 @@ def agreed_reading(member_probabilities: list[np.ndarray]) -> int:
     (the sum of its CTC log likelihoods under each) wins, so one reader sure of a wrong
     reading is outvoted where the others give the right one real weight.
     """
+    if len(member_probabilities) == 1:  # one reader: nothing to weigh, and no decoding twice
+        return 0
     texts = ["".join(e.char for e in greedy_decode(p)) for p in member_probabilities]
     if len(set(texts)) == 1:
         return 0

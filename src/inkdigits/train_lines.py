@@ -98,12 +98,14 @@ def exact_rate(models: nn.Module | list[nn.Module], rows: list[tuple[np.ndarray,
     readers the reading they agree on (``lines.agreed_reading``), as at runtime."""
     members = models if isinstance(models, list) else [models]
     modes = [m.training for m in members]
+    for member in members:
+        member.eval()
     right = 0
     with torch.inference_mode():
         for start in range(0, len(rows), batch):
             picks = list(range(start, min(len(rows), start + batch)))
             images, steps, _, _ = to_tensors(rows, picks)
-            outputs = [m.eval()(images).softmax(-1).numpy() for m in members]
+            outputs = [m(images).softmax(-1).numpy() for m in members]
             for k, i in enumerate(picks):
                 readings = [output[k, : int(steps[k])] for output in outputs]
                 chosen = readings[agreed_reading(readings)]

@@ -195,3 +195,18 @@ def test_readers_agree_on_the_reading_they_find_likeliest_together():
     members = [unsure, sure, sure]
     assert "".join(e.char for e in greedy_decode(members[agreed_reading(members)])) == "1"
     assert agreed_reading([unsure]) == 0 and agreed_reading([sure, sure]) == 0
+
+
+def test_photographed_training_rows_are_found_and_cropped_by_the_page_reader(mnist):
+    """The reader's photographed rows go through ``find_rows`` as ``Recognizer.read`` does; if
+    the page came in the wrong form (uint8) every one of them would be blank and dropped, and
+    the reader would never see a photographed row, as once happened."""
+    from inkdigits.synth import handwriting_fonts, number_line
+
+    pools = [mnist.train_images[:2000][mnist.train_labels[:2000] == d] for d in range(10)]
+    rng = np.random.default_rng(0)
+    made = [number_line(pools, handwriting_fonts(), rng, photographed=True) for _ in range(20)]
+    rows = [m for m in made if m is not None]
+    assert len(rows) >= 16
+    for ink, text in rows:
+        assert ink.dtype == np.float32 and 0 < ink.max() <= 1 and text and " " not in text

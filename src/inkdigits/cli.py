@@ -456,9 +456,9 @@ def add_reader_arguments(parser: argparse.ArgumentParser) -> None:
         help="reader size: small (CNN 16-64 channels, one LSTM layer of 96; default) or large (24-96, two "
         "layers of 128: three times the work, and it read no more validation rows)",
     )
-    parser.add_argument("--rows", type=int, default=60_000, help="training rows (default 60000)")
+    parser.add_argument("--rows", type=int, default=150_000, help="training rows (default 150000)")
     parser.add_argument("--val-rows", type=int, default=1_000, help="validation rows (default 1000)")
-    parser.add_argument("--epochs", type=int, default=10, help="epochs (default 10)")
+    parser.add_argument("--epochs", type=int, default=6, help="epochs (default 6)")
     parser.add_argument("--batch-size", type=int, default=32, help="rows per batch (default 32)")
     parser.add_argument("--lr", type=float, default=2e-3, help="peak learning rate, OneCycle (default 0.002)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")

@@ -31,6 +31,7 @@ from PIL import Image, ImageDraw, ImageFont
 from .data import cache_dir
 from .errors import NoDigitError
 from .fsutil import atomic_write
+from .images import array_to_float
 from .preprocess import to_mnist
 from .segment import find_rows
 
@@ -531,7 +532,8 @@ def number_line(
     row = _row_augment(number_row_mask(text, images_by_digit, fonts, rng), rng)
     if photographed:
         try:
-            page = find_rows(photograph(row, rng))
+            # as Recognizer.read gives it to find_rows: float pixels in [0, 1], not uint8
+            page = find_rows(array_to_float(photograph(row, rng)))
         except NoDigitError:
             return None
         if len(page.rows) != 1:

@@ -4,7 +4,7 @@
 
 Rows are written from MNIST *training* digits (the last 5,000 held out for the validation
 rows) and handwriting fonts the benchmarks do not use, with separators and every spacing
-from overlapping to wide; a third are photographed, and their row is found and cropped by
+from overlapping to wide; half are photographed, and their row is found and cropped by
 the page reader itself (``segment.find_rows``), artefacts and all. The run folder gets
 ``reader.safetensors`` + ``reader.json`` (each epoch, atomically), and ``reader.onnx`` with
 its card at the end.
@@ -38,7 +38,7 @@ from .synth import handwriting_fonts, number_line
 from .train import git_commit, physical_cores, versions
 
 VALIDATION_DIGITS = 5000
-PHOTOGRAPHED = 0.35
+PHOTOGRAPHED = 0.5  # every row a user gives is photographed or scanned and found by find_rows
 STEM = "reader"
 
 

@@ -384,15 +384,20 @@ def _sample(values: np.ndarray, limit: int = STATISTICS_SAMPLE) -> np.ndarray:
     return values[::stride, ::stride]
 
 
+def paper_statistics(darkness: np.ndarray) -> tuple[float, float, float]:
+    """A darkness map's paper level, the paper's grain, and the ink's contrast over the paper."""
+    counts = _histogram(darkness)
+    background, grain = _paper_level(counts)
+    return background, grain, _peak(darkness, counts) - background
+
+
 def ink_intensity(darkness: np.ndarray) -> np.ndarray:
     """Ink as bright-on-black in [0, 1]: paper level subtracted, contrast stretched.
 
     Raises ``NoDigitError`` when no ink stands out from the paper by much more than the
     paper's own grain and noise (a blank page, canvas, or board).
     """
-    counts = _histogram(darkness)
-    background, grain = _paper_level(counts)
-    contrast = _peak(darkness, counts) - background
+    background, grain, contrast = paper_statistics(darkness)
     # Noise is independent from pixel to pixel and strokes are not, so a slight blur tells
     # them apart: it melts grain away while ink keeps most of its level.
     smooth = cv2.GaussianBlur(darkness, (0, 0), 1.2)

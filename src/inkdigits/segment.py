@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 
 from .errors import NoDigitError
-from .preprocess import frame_digit, ink_map, stroke_width
+from .preprocess import frame_digit, ink_map, paper_statistics, stroke_width
 
 PAGE_SIDE = 1600
 COARSE_SIDE = 800
@@ -33,6 +33,12 @@ COARSE_TEXT_HEIGHT = 40
 SMALL = 0.45
 # Ink is evened out up to this level: fainter neighbourhoods are specks, not writing.
 EVEN_OUT_FLOOR = 0.4
+# Writing whose strongest stroke nearby is below this share of the page's contrast is faint
+# (a shadow, a fading pen) and measured locally; the local stretch stops at this many times
+# the paper's grain and this share of the page's contrast.
+FAINT_SHARE = 0.6
+FAINT_MIN_GRAIN = 8.0
+FAINT_MIN_SHARE = 0.2
 # A row whose marks are typically shorter than this share of the text height is no row.
 SHORT_ROW = 0.6
 # A row's reading takes in loose ink (a faded stroke's pieces, a separator) up to this many
@@ -145,7 +151,7 @@ class Page:
 def find_rows(pixels: np.ndarray) -> Page:
     """Rows of atoms and separators on a page; raises ``NoDigitError`` on a blank page."""
     for side in (COARSE_SIDE, PAGE_SIDE):
-        ink, scale, _, _ = ink_map(pixels, side)
+        ink, scale, _, stages = ink_map(pixels, side)
         mask = (ink > 0.25).astype(np.uint8)
         height = text_height(mask)
         if height is None:
@@ -154,7 +160,7 @@ def find_rows(pixels: np.ndarray) -> Page:
         # pixels of a phone photo. Small writing is looked at again at full working size.
         if scale == 1.0 or height >= COARSE_TEXT_HEIGHT:
             break
-    ink = even_out(ink, height)
+    ink = even_out(rescue_faint_ink(ink, stages["lighting flattened"], mask, height), height)
     # Faint or grainy strokes (a shadow, a dry pen) break into dots at a hard threshold; a
     # slight blur first keeps each stroke one piece.
     smooth = cv2.GaussianBlur(ink, (0, 0), max(1.0, height / 40))
@@ -186,14 +192,80 @@ def find_rows(pixels: np.ndarray) -> Page:
     return page
 
 
+def _writing_bands(mask: np.ndarray, height: float) -> np.ndarray:
+    """Image rows within a quarter text height of a blob as tall as writing (not a frame)."""
+    _count, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    band = np.zeros(mask.shape[0], bool)
+    margin = int(0.25 * height)
+    for top, tall in zip(stats[1:, cv2.CC_STAT_TOP], stats[1:, cv2.CC_STAT_HEIGHT], strict=True):
+        if SMALL * height <= tall <= 2.5 * height:
+            band[max(0, top - margin) : top + tall + margin] = True
+    return band
+
+
+def rescue_faint_ink(ink: np.ndarray, darkness: np.ndarray, mask: np.ndarray, height: float) -> np.ndarray:
+    """Ink where the page's strongest stroke nearby is much weaker than the page's (a shadow
+    over part of the page, a fading pen), measured against that stroke instead of the page.
+
+    ``ink`` is measured against the whole page's contrast, and its floor, set to keep the
+    paper's grain out, also erases writing whose contrast a shadow has cut to a third. There
+    the darkness (``preprocess.flatten_illumination``) still holds it, a little grainy: it is
+    smoothed slightly and stretched to the strongest stroke within two text heights. Ink
+    elsewhere is left as it is, and the stretch never reaches below eight times the grain
+    or a fifth of the page's contrast, so empty paper does not become ink.
+    """
+    background, grain, contrast = paper_statistics(darkness)
+    rise = np.maximum(cv2.GaussianBlur(darkness, (0, 0), max(0.8, height / 50)) - background, 0.0)
+    # Strokes, not broad smudges: what is left of the lighting where the closing could not
+    # follow it (a shadow's edge meeting the picture's edge) is wider than any stroke.
+    stroke_scale = cv2.getStructuringElement(cv2.MORPH_RECT, (max(3, int(0.35 * height) | 1),) * 2)
+    rise = cv2.morphologyEx(rise, cv2.MORPH_TOPHAT, stroke_scale)
+    strongest = strongest_nearby(rise, height)
+    # Only beside writing already found, along its rows: a row running into a shadow.
+    faint = (strongest < FAINT_SHARE * contrast) & _writing_bands(mask, height)[:, None]
+    # At the picture's edge the paper estimate is least sure (a closing sees one side only).
+    edge = max(2, int(0.2 * height))
+    faint[:edge], faint[-edge:], faint[:, :edge], faint[:, -edge:] = False, False, False, False
+    if not faint.any():
+        return ink
+    reach = np.maximum(strongest, max(FAINT_MIN_GRAIN * grain, FAINT_MIN_SHARE * contrast))
+    floor = np.clip(3.0 * grain / reach, 0.25, 0.5)
+    stretched = np.clip((rise / reach - floor) / (1.0 - floor), 0.0, 1.0)
+    # A ruled line or a box's edge beside the writing is as faint as the writing in a
+    # shadow, but long and straight: no digit has a level stroke one and a half heights long.
+    # Grain breaks a faint line into dashes: they are joined first.
+    joined = cv2.morphologyEx(stretched, cv2.MORPH_CLOSE, np.ones((1, max(3, int(0.3 * height))), np.uint8))
+    level = cv2.morphologyEx(joined, cv2.MORPH_OPEN, np.ones((1, max(3, int(1.5 * height))), np.uint8))
+    stretched = np.where(cv2.dilate(level, np.ones((3, 1), np.uint8)) > 0.1, 0.0, stretched)
+    return np.where(faint, np.maximum(ink, stretched), ink).astype(np.float32)
+
+
 def even_out(ink: np.ndarray, height: float) -> np.ndarray:
     """Ink scaled to its neighbourhood's strongest stroke, so that writing in a shadow or
     with a fading pen reads as firmly as the rest of the page. Only ink already above the
     paper's grain is there to scale, and the floor keeps specks from being blown up."""
-    side = max(3, int(2 * height) | 1)
-    local = cv2.dilate(ink, cv2.getStructuringElement(cv2.MORPH_RECT, (side, side)))
-    local = cv2.GaussianBlur(local, (0, 0), height / 2)
+    local = strongest_nearby(ink, height)
     return np.clip(ink / np.maximum(local, EVEN_OUT_FLOOR), 0.0, 1.0).astype(np.float32)
+
+
+def strongest_nearby(values: np.ndarray, height: float) -> np.ndarray:
+    """The largest value within about a text height, smoothed over half a text height.
+
+    The result is smooth, so it is made on a grid an eighth of a text height apart (block
+    maxima) and enlarged: a blur half a text height wide costs 20 ms on a full page.
+    """
+    rows, columns = values.shape
+    block = max(1, int(height / 8))
+    tall, wide = -(-rows // block), -(-columns // block)
+    padded = np.zeros((tall * block, wide * block), np.float32)
+    padded[:rows, :columns] = values
+    small = padded.reshape(tall, block, wide, block).max(axis=(1, 3))
+    side = max(3, int(2 * height / block) | 1)
+    small = cv2.dilate(small, cv2.getStructuringElement(cv2.MORPH_RECT, (side, side)))
+    small = cv2.GaussianBlur(small, (0, 0), height / 2 / block)
+    if block == 1:
+        return small
+    return cv2.resize(small, (wide * block, tall * block), interpolation=cv2.INTER_LINEAR)[:rows, :columns]
 
 
 def text_height(mask: np.ndarray) -> float | None:

@@ -39,6 +39,8 @@ EVEN_OUT_FLOOR = 0.4
 FAINT_SHARE = 0.6
 FAINT_MIN_GRAIN = 8.0
 FAINT_MIN_SHARE = 0.2
+# A blob at the picture's edge thicker than this share of its height is a smudge of light.
+SMUDGE_THICKNESS = 0.5
 # A row whose marks are typically shorter than this share of the text height is no row.
 SHORT_ROW = 0.6
 # A row's reading takes in loose ink (a faded stroke's pieces, a separator) up to this many
@@ -171,7 +173,9 @@ def find_rows(pixels: np.ndarray) -> Page:
     page = Page(ink, labels, scale, stats=stats)
     blobs = [i for i in range(1, count) if stats[i, cv2.CC_STAT_AREA] >= max(4, (0.06 * height) ** 2)]
     big = [i for i in blobs if stats[i, cv2.CC_STAT_HEIGHT] >= SMALL * height]
-    page.ignored = {i for i in big if _is_frame(i, big, stats) or _is_bar(i, stats, height)}
+    page.ignored = {
+        i for i in big if _is_frame(i, big, stats) or _is_bar(i, stats, height) or _is_edge_smudge(i, labels, stats)
+    }
     big = [i for i in big if i not in page.ignored]
     small = [i for i in blobs if stats[i, cv2.CC_STAT_HEIGHT] < SMALL * height]
     stroke = stroke_width(ink) if big else 1.0
@@ -345,6 +349,19 @@ def _is_bar(i: int, stats: np.ndarray, height: float) -> bool:
     """The side of a form box: a straight, upright bar well taller than the writing."""
     _, _, w, h, area = (int(v) for v in stats[i, :5])
     return h >= 1.3 * height and w <= 0.2 * h and area >= 0.6 * w * h
+
+
+def _is_edge_smudge(i: int, labels: np.ndarray, stats: np.ndarray) -> bool:
+    """A solid patch at the picture's edge, where the paper estimate is least sure (what is
+    left of a shadow there): thicker, at its thickest, than half its own height. No pen
+    stroke is; the thickest marker digit is about a third."""
+    x, y, w, h = (int(v) for v in stats[i, :4])
+    rows, columns = labels.shape
+    if x > 0 and y > 0 and x + w < columns and y + h < rows:
+        return False
+    patch = (labels[y : y + h, x : x + w] == i).astype(np.uint8)
+    thickest = 2 * float(cv2.distanceTransform(np.pad(patch, 1), cv2.DIST_L2, 3).max())
+    return thickest > SMUDGE_THICKNESS * h
 
 
 def group_rows(blobs: list[int], stats: np.ndarray) -> list[list[int]]:

@@ -214,7 +214,7 @@ def rescue_faint_ink(ink: np.ndarray, darkness: np.ndarray, mask: np.ndarray, he
     ``ink`` is measured against the whole page's contrast, and its floor, set to keep the
     paper's grain out, also erases writing whose contrast a shadow has cut to a third. There
     the darkness (``preprocess.flatten_illumination``) still holds it, a little grainy: it is
-    smoothed slightly and stretched to the strongest stroke within two text heights. Ink
+    smoothed slightly and stretched to the strongest stroke within a text height. Ink
     elsewhere is left as it is, and the stretch never reaches below eight times the grain
     or a fifth of the page's contrast, so empty paper does not become ink.
     """

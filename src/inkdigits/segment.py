@@ -155,14 +155,16 @@ def find_rows(pixels: np.ndarray) -> Page:
     for side in (COARSE_SIDE, PAGE_SIDE):
         ink, scale, _, stages = ink_map(pixels, side)
         mask = (ink > 0.25).astype(np.uint8)
-        height = text_height(mask)
+        first_stats = cv2.connectedComponentsWithStats(mask, connectivity=8)[2]
+        height = text_height(first_stats)
         if height is None:
             raise NoDigitError("No number found: the image holds no handwriting.")
         # Writing large enough to read at the coarse scale is read there: a quarter of the
         # pixels of a phone photo. Small writing is looked at again at full working size.
         if scale == 1.0 or height >= COARSE_TEXT_HEIGHT:
             break
-    ink = even_out(rescue_faint_ink(ink, stages["lighting flattened"], mask, height), height)
+    bands = _writing_bands(first_stats, mask.shape[0], height)
+    ink = even_out(rescue_faint_ink(ink, stages["lighting flattened"], bands, height), height)
     # Faint or grainy strokes (a shadow, a dry pen) break into dots at a hard threshold; a
     # slight blur first keeps each stroke one piece.
     smooth = cv2.GaussianBlur(ink, (0, 0), max(1.0, height / 40))
@@ -196,10 +198,9 @@ def find_rows(pixels: np.ndarray) -> Page:
     return page
 
 
-def _writing_bands(mask: np.ndarray, height: float) -> np.ndarray:
+def _writing_bands(stats: np.ndarray, rows: int, height: float) -> np.ndarray:
     """Image rows within a quarter text height of a blob as tall as writing (not a frame)."""
-    _count, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
-    band = np.zeros(mask.shape[0], bool)
+    band = np.zeros(rows, bool)
     margin = int(0.25 * height)
     for top, tall in zip(stats[1:, cv2.CC_STAT_TOP], stats[1:, cv2.CC_STAT_HEIGHT], strict=True):
         if SMALL * height <= tall <= 2.5 * height:
@@ -207,9 +208,10 @@ def _writing_bands(mask: np.ndarray, height: float) -> np.ndarray:
     return band
 
 
-def rescue_faint_ink(ink: np.ndarray, darkness: np.ndarray, mask: np.ndarray, height: float) -> np.ndarray:
+def rescue_faint_ink(ink: np.ndarray, darkness: np.ndarray, bands: np.ndarray, height: float) -> np.ndarray:
     """Ink where the page's strongest stroke nearby is much weaker than the page's (a shadow
     over part of the page, a fading pen), measured against that stroke instead of the page.
+    ``bands``: the image rows that hold writing already found (``_writing_bands``).
 
     ``ink`` is measured against the whole page's contrast, and its floor, set to keep the
     paper's grain out, also erases writing whose contrast a shadow has cut to a third. There
@@ -226,7 +228,7 @@ def rescue_faint_ink(ink: np.ndarray, darkness: np.ndarray, mask: np.ndarray, he
     rise = cv2.morphologyEx(rise, cv2.MORPH_TOPHAT, stroke_scale)
     strongest = strongest_nearby(rise, height)
     # Only beside writing already found, along its rows: a row running into a shadow.
-    faint = (strongest < FAINT_SHARE * contrast) & _writing_bands(mask, height)[:, None]
+    faint = (strongest < FAINT_SHARE * contrast) & bands[:, None]
     # At the picture's edge the paper estimate is least sure (a closing sees one side only).
     edge = max(2, int(0.2 * height))
     faint[:edge], faint[-edge:], faint[:, :edge], faint[:, -edge:] = False, False, False, False
@@ -272,9 +274,9 @@ def strongest_nearby(values: np.ndarray, height: float) -> np.ndarray:
     return cv2.resize(small, (wide * block, tall * block), interpolation=cv2.INTER_LINEAR)[:rows, :columns]
 
 
-def text_height(mask: np.ndarray) -> float | None:
-    """The typical height of handwritten characters: the median of the taller blobs."""
-    _count, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+def text_height(stats: np.ndarray) -> float | None:
+    """The typical height of handwritten characters: the median of the taller blobs
+    (``stats``: the ink mask's ``cv2.connectedComponentsWithStats`` rows, background first)."""
     heights = stats[1:, cv2.CC_STAT_HEIGHT]
     widths = stats[1:, cv2.CC_STAT_WIDTH]
     areas = stats[1:, cv2.CC_STAT_AREA]

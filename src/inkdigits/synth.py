@@ -33,6 +33,7 @@ from .errors import NoDigitError
 from .fsutil import atomic_write
 from .images import array_to_float
 from .preprocess import to_mnist
+from .progress import Progress
 from .segment import find_rows
 
 BANK_VERSION = 5
@@ -332,7 +333,9 @@ def _as_mnist(rgb: np.ndarray) -> np.ndarray | None:
 # ---- banks ----------------------------------------------------------------------------------
 
 
-def realistic_digits(images: np.ndarray, labels: np.ndarray, count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def realistic_digits(
+    images: np.ndarray, labels: np.ndarray, count: int, seed: int, bar: Progress | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """``count`` photographed MNIST training digits, preprocessed: (N, 28, 28) uint8, labels."""
     rng = np.random.default_rng([seed, 1])
     out, out_labels = [], []
@@ -343,6 +346,8 @@ def realistic_digits(images: np.ndarray, labels: np.ndarray, count: int, seed: i
         if digit is not None:
             out.append(digit)
             out_labels.append(int(labels[pick]))
+            if bar is not None:
+                bar.update(1)
     return np.stack(out), np.array(out_labels, np.int64)
 
 
@@ -377,7 +382,7 @@ def _non_digit_makers(images: np.ndarray) -> dict[str, Callable[[int, np.random.
     }
 
 
-def non_digits(images: np.ndarray, count: int, seed: int) -> np.ndarray:
+def non_digits(images: np.ndarray, count: int, seed: int, bar: Progress | None = None) -> np.ndarray:
     """``count`` preprocessed non-digits, (N, 28, 28) uint8; ``images`` are MNIST training digits."""
     rng = np.random.default_rng([seed, 2])
     makers = _non_digit_makers(images)
@@ -391,13 +396,21 @@ def non_digits(images: np.ndarray, count: int, seed: int) -> np.ndarray:
         digit = None if page is None else _as_mnist(page)
         if digit is not None:
             out.append(digit)
+            if bar is not None:
+                bar.update(1)
     return np.stack(out)
 
 
 def cached_banks(
-    images: np.ndarray, labels: np.ndarray, realistic_count: int, negative_count: int, seed: int
+    images: np.ndarray,
+    labels: np.ndarray,
+    realistic_count: int,
+    negative_count: int,
+    seed: int,
+    progress: bool = False,
 ) -> dict[str, np.ndarray]:
-    """Both banks, from the cache when they were made before with the same inputs."""
+    """Both banks, from the cache when they were made before with the same inputs (making
+    them takes minutes: ``progress`` shows a bar)."""
     key = hashlib.sha256(
         f"{BANK_VERSION}:{seed}:{realistic_count}:{negative_count}:{len(training_fonts())}".encode()
         + hashlib.sha256(images.tobytes()).digest()
@@ -406,8 +419,10 @@ def cached_banks(
     if path.is_file():
         with np.load(path, allow_pickle=False) as saved:
             return {name: saved[name] for name in saved.files}
-    real_x, real_y = realistic_digits(images, labels, realistic_count, seed)
-    banks = {"real_x": real_x, "real_y": real_y, "neg_x": non_digits(images, negative_count, seed)}
+    total = realistic_count + negative_count
+    with Progress(total, "photographing training images", unit="img", enabled=None if progress else False) as bar:
+        real_x, real_y = realistic_digits(images, labels, realistic_count, seed, bar)
+        banks = {"real_x": real_x, "real_y": real_y, "neg_x": non_digits(images, negative_count, seed, bar)}
 
     def write(temporary: Path) -> None:
         with open(temporary, "wb") as handle:

@@ -322,7 +322,12 @@ class Trainer:
         images, labels = self.train_x.cpu().numpy(), self.train_y.cpu().numpy()
         share = min(1.0, len(images) / 55_000)
         banks = cached_banks(
-            images, labels, max(100, int(BANK_REALISTIC * share)), max(100, int(BANK_NEGATIVES * share)), seed=0
+            images,
+            labels,
+            max(100, int(BANK_REALISTIC * share)),
+            max(100, int(BANK_NEGATIVES * share)),
+            seed=0,
+            progress=bool(self.progress and self.ddp.main),
         )
         self.real_x = torch.from_numpy(banks["real_x"]).to(self.device)
         self.real_y = torch.from_numpy(banks["real_y"]).to(self.device)

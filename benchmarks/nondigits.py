@@ -179,6 +179,7 @@ def main() -> None:
     parser.add_argument("--out", metavar="DIR", help="also write the images here, named by outcome")
     parser.add_argument("--json", metavar="PATH")
     args = parser.parse_args()
+    available_fonts(warn=True)
     recognizer = Recognizer.load(args.model, threshold=args.threshold)
     out = Path(args.out) if args.out else None
     if out:

@@ -234,6 +234,7 @@ def main() -> None:
     parser.add_argument("--out", metavar="DIR", help="also write the images and labels.csv here")
     parser.add_argument("--json", metavar="PATH")
     args = parser.parse_args()
+    available_fonts(warn=True)
     mnist = load_mnist(args.data_dir, progress=False)
     recognizer = Recognizer.load(args.model, threads=1, reader=args.reader)
     if args.segment_only:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -56,8 +57,23 @@ INKS = {
 PAPERS = [(0.97, 0.96, 0.92), (1.0, 1.0, 1.0), (0.93, 0.9, 0.8), (1.0, 0.95, 0.6), (0.85, 0.88, 0.92)]
 
 
-def available_fonts() -> list[Path]:
-    return [FONT_DIR / f for f in HANDWRITING_FONTS if (FONT_DIR / f).is_file()]
+# Debian's packages that install HANDWRITING_FONTS.
+FONT_PACKAGES = (
+    "fonts-dkg-handwriting fonts-breip fonts-rufscript fonts-humor-sans fonts-sjfonts fonts-bwht fonts-comic-neue"
+)
+
+
+def available_fonts(warn: bool = False) -> list[Path]:
+    """The benchmark fonts installed here. Without all of them the benchmarks draw other
+    images than the README's figures came from: ``warn`` says so on stderr."""
+    fonts = [FONT_DIR / f for f in HANDWRITING_FONTS if (FONT_DIR / f).is_file()]
+    if warn and len(fonts) < len(HANDWRITING_FONTS):
+        print(
+            f"warning: {len(HANDWRITING_FONTS) - len(fonts)} of the {len(HANDWRITING_FONTS)} benchmark fonts are "
+            f"not installed, so these images and figures are not the README's; apt-get install {FONT_PACKAGES}",
+            file=sys.stderr,
+        )
+    return fonts
 
 
 # ---- ink masks -------------------------------------------------------------------------------
@@ -291,6 +307,7 @@ def main() -> None:
     parser.add_argument("--out", metavar="DIR", help="also write the images and labels.csv here")
     parser.add_argument("--json", metavar="PATH")
     args = parser.parse_args()
+    available_fonts(warn=True)
     mnist = load_mnist(args.data_dir, progress=False)
     recognizer = Recognizer.load(args.model, threshold=args.threshold)
     out = Path(args.out) if args.out else None

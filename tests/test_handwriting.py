@@ -140,10 +140,17 @@ def test_handwriting_training_adds_a_not_a_digit_class_and_calibration(mnist, mn
     meta = json.loads((run / "model.json").read_text())
     assert meta["classes"] == 11 and meta["labels"][-1] == "not a digit"
     assert meta["recipe"]["negatives"] > 0 and meta["recipe"]["realistic"] > 0 and meta["recipe"]["photo"]
+    # The banks depend on the fonts installed: the run records which, and says when some are missing.
+    from inkdigits.synth import BANK_VERSION, missing_training_fonts, training_fonts
+
+    banks = meta["data"]["banks"]
+    assert banks["version"] == BANK_VERSION and len(banks["fonts"]) == len({str(f) for f in training_fonts()})
+    assert ("training font" in result.stderr) == bool(missing_training_fonts())
     val_x, val_y = mnist.train_images[-500:], mnist.train_labels[-500:]
     data = CalibrationData.from_validation(val_x, val_y, realistic=200, negatives=200)
     path, card = export_ensemble([run], tmp_path / "calibrated.onnx", mnist.test_images[:500],
                                  mnist.test_labels[:500], calibration_data=data)  # fmt: skip
+    assert card["members"][0]["banks"] == banks
     calibration = card["calibration"]
     assert 0.05 <= calibration["temperature"] <= 20 and 0.05 <= calibration["threshold"] <= 0.95
     assert set(calibration["validation"]) == {"mnist", "realistic", "non-digits"}

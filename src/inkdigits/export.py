@@ -228,6 +228,7 @@ def export_ensemble(
                 "training": meta.get("training"),
                 "metrics": meta.get("metrics"),
                 "training_seconds": meta.get("training_seconds"),
+                **({"banks": meta["data"]["banks"]} if "banks" in meta.get("data", {}) else {}),
             }
         )
     classes = [meta.get("classes", 10) for meta in metas]

@@ -54,6 +54,12 @@ TRAINING_HANDWRITING_FONTS = (
     "opentype/comic-neue/ComicNeue-Light.otf",
     "opentype/comic-neue/ComicNeue-BoldItalic.otf",
 )
+# Debian's packages that install those fonts. Which of them are installed decides the letters
+# in the non-digit bank, and so the model: ``train`` warns when any is missing.
+TRAINING_FONT_PACKAGES = (
+    "fonts-dejavu-core fonts-dejavu-extra fonts-liberation fonts-femkeklaver "
+    "fonts-dkg-handwriting fonts-bwht fonts-comic-neue"
+)
 # Letters that are drawn exactly like a digit (O and 0, l and 1) are neither digits nor
 # non-digits: no reader can tell them apart out of context.
 LETTERS = "".join(c for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz" if c not in "OoIl")
@@ -71,6 +77,18 @@ NON_DIGIT_SHARES = {
 def handwriting_fonts() -> list[Path]:
     """The training handwriting fonts installed here (none of them a benchmark's file)."""
     return [FONT_ROOT / name for name in TRAINING_HANDWRITING_FONTS if (FONT_ROOT / name).is_file()]
+
+
+def missing_training_fonts() -> list[str]:
+    """The training font families and handwriting files not installed here."""
+    families = [family for family in TRAINING_FONT_FAMILIES if not (FONT_ROOT / family).is_dir()]
+    return families + [name for name in TRAINING_HANDWRITING_FONTS if not (FONT_ROOT / name).is_file()]
+
+
+def bank_recipe() -> dict[str, object]:
+    """What the banks are made from besides MNIST and the seed: the generator's version and
+    the font files its letters come from (for a run's record)."""
+    return {"version": BANK_VERSION, "fonts": sorted({str(p.relative_to(FONT_ROOT)) for p in training_fonts()})}
 
 
 def training_fonts() -> list[Path]:

@@ -315,10 +315,20 @@ class Trainer:
     def _make_banks(self) -> None:
         """Photographed training digits and non-digits, made from the training split only."""
         self.real_x = self.real_y = self.neg_x = None
+        self.bank_recipe: dict[str, Any] | None = None
         if not (self.recipe.realistic or self.recipe.negatives):
             return
-        from .synth import cached_banks
+        from .synth import TRAINING_FONT_PACKAGES, bank_recipe, cached_banks, missing_training_fonts
 
+        missing = missing_training_fonts()
+        if missing and self.ddp.main:
+            print(
+                f"warning: {len(missing)} training font files or families are not installed ({', '.join(missing)}), "
+                f"so the non-digit letters, and the model, differ from the bundled model's; "
+                f"apt-get install {TRAINING_FONT_PACKAGES}",
+                file=sys.stderr,
+            )
+        self.bank_recipe = bank_recipe()
         images, labels = self.train_x.cpu().numpy(), self.train_y.cpu().numpy()
         share = min(1.0, len(images) / 55_000)
         banks = cached_banks(
@@ -366,6 +376,7 @@ class Trainer:
                 "mnist_sha256": self.data.digests,
                 "train_images": len(self.train_x),
                 "val_images": self.config.val,
+                **({"banks": self.bank_recipe} if self.bank_recipe else {}),
             },
             "training": {
                 "precision": "bf16 autocast" if self.bf16 else "fp32",

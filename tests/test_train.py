@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import struct
+import subprocess
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from conftest import run_cli
+from conftest import ROOT, run_cli
 from inkdigits.checkpoint import load_checkpoint
 from inkdigits.data import MNIST_FILES
 from inkdigits.export import torch_probabilities
@@ -43,6 +45,18 @@ def test_classic_recipe_trains_to_the_tutorial_accuracy(mlp_run):
     assert [row["epoch"] for row in meta["history"]] == [1, 2, 3]
     assert all("val_accuracy" in row for row in meta["history"])
     assert "test accuracy" in result.stdout
+
+
+def test_a_run_records_its_commit_and_whether_the_code_differed_from_it(mlp_run):
+    out, _ = mlp_run
+    recorded = json.loads((out / "model.json").read_text())["git_commit"]
+    git = shutil.which("git")
+    if git is None or subprocess.run([git, "rev-parse", "HEAD"], capture_output=True, cwd=ROOT).returncode != 0:
+        pytest.skip("not a git checkout")
+    head = subprocess.run([git, "rev-parse", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
+    status = [git, "status", "--porcelain", "--untracked-files=no"]
+    changed = subprocess.run(status, capture_output=True, text=True, cwd=ROOT)
+    assert recorded == head + ("-dirty" if changed.stdout.strip() else "")
 
 
 def test_run_folder_holds_history_curves_checkpoint_and_onnx(mlp_run):

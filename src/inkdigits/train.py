@@ -108,13 +108,21 @@ def physical_cores() -> int:
 
 
 def git_commit() -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=Path(__file__).resolve().parent
-        )
-    except (OSError, subprocess.SubprocessError):
+    """The checked-out commit, with "-dirty" where tracked files differ from it: a run's record
+    must not name a commit whose code did not make it."""
+    here = Path(__file__).resolve().parent
+
+    def git(*args: str) -> str | None:
+        try:
+            out = subprocess.run(["git", *args], capture_output=True, text=True, timeout=5, cwd=here)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return out.stdout.strip() if out.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    if not commit:
         return None
-    return (out.stdout.strip() or None) if out.returncode == 0 else None
+    return commit + "-dirty" if git("status", "--porcelain", "--untracked-files=no") else commit
 
 
 def versions() -> dict[str, str]:

@@ -236,3 +236,19 @@ def test_a_solid_smudge_of_shadow_at_the_pictures_edge_is_no_row():
     reading = Recognizer.load().read(FIXTURES / "number-above-a-shadow-smudge.jpg")
     assert len(reading.lines) == 1
     assert reading.lines[0].text.startswith("0997")
+
+
+@pytest.mark.parametrize("drop", [0, 6])
+def test_a_number_in_a_box_is_read_without_the_boxs_sides(mnist, drop):
+    # Four digits and two box sides: the sides, taller than the digits, must neither set the
+    # text's height nor be read as ones, also when a tilted box's top and bottom lines
+    # leave stubs on them.
+    picks = [0, 1, 3, 4]  # test digits 7, 2, 0, 4: no 1 among them
+    row = written_number(mnist, picks, gap=30)
+    page = np.full((row.shape[0] + 80, row.shape[1] + 80), 255, np.uint8)
+    page[40 : 40 + row.shape[0], 40:-40] = row
+    h, w = page.shape
+    corners = np.array([[50, 50 + drop], [w - 50, 50], [w - 50, h - 50 - drop], [50, h - 50]], np.int32)
+    cv2.polylines(page, [corners], True, 60, 2)
+    reading = Recognizer.load().read(page)
+    assert reading.text == "".join(str(mnist.test_labels[i]) for i in picks)

@@ -155,8 +155,8 @@ def find_rows(pixels: np.ndarray) -> Page:
     for side in (COARSE_SIDE, PAGE_SIDE):
         ink, scale, _, stages = ink_map(pixels, side)
         mask = (ink > 0.25).astype(np.uint8)
-        first_stats = cv2.connectedComponentsWithStats(mask, connectivity=8)[2]
-        height = text_height(first_stats)
+        _, first_labels, first_stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+        height = text_height(first_stats, first_labels)
         if height is None:
             raise NoDigitError("No number found: the image holds no handwriting.")
         # Writing large enough to read at the coarse scale is read there: a quarter of the
@@ -176,7 +176,9 @@ def find_rows(pixels: np.ndarray) -> Page:
     blobs = [i for i in range(1, count) if stats[i, cv2.CC_STAT_AREA] >= max(4, (0.06 * height) ** 2)]
     big = [i for i in blobs if stats[i, cv2.CC_STAT_HEIGHT] >= SMALL * height]
     page.ignored = {
-        i for i in big if _is_frame(i, big, stats) or _is_bar(i, stats, height) or _is_edge_smudge(i, labels, stats)
+        i
+        for i in big
+        if _is_frame(i, big, stats) or _is_bar(i, stats, labels, height) or _is_edge_smudge(i, labels, stats)
     }
     big = [i for i in big if i not in page.ignored]
     small = [i for i in blobs if stats[i, cv2.CC_STAT_HEIGHT] < SMALL * height]
@@ -274,9 +276,9 @@ def strongest_nearby(values: np.ndarray, height: float) -> np.ndarray:
     return cv2.resize(small, (wide * block, tall * block), interpolation=cv2.INTER_LINEAR)[:rows, :columns]
 
 
-def text_height(stats: np.ndarray) -> float | None:
+def text_height(stats: np.ndarray, labels: np.ndarray | None = None) -> float | None:
     """The typical height of handwritten characters: the median of the taller blobs
-    (``stats``: the ink mask's ``cv2.connectedComponentsWithStats`` rows, background first)."""
+    (``stats``, ``labels``: the ink mask's ``cv2.connectedComponentsWithStats``)."""
     heights = stats[1:, cv2.CC_STAT_HEIGHT]
     widths = stats[1:, cv2.CC_STAT_WIDTH]
     areas = stats[1:, cv2.CC_STAT_AREA]
@@ -286,6 +288,13 @@ def text_height(stats: np.ndarray) -> float | None:
         # Unless nothing else is there: a row of overlapping digits is one blob many times
         # wider than tall, but unlike a line it fills much of its box.
         chosen = (heights >= 6) & (widths <= 12 * heights) & (areas >= 0.25 * widths * heights)
+    # The sides of a box around the writing are as thin as a 1 and taller than any digit;
+    # two of them among four digits would set the height. Bars count only when nothing
+    # else is there (a row of ones).
+    if labels is not None:
+        bars = np.array([chosen[k] and _bar_like(k + 1, stats, labels) for k in range(len(chosen))], bool)
+        if (chosen & ~bars).any():
+            chosen &= ~bars
     heights = heights[chosen]
     if len(heights) == 0:
         return None
@@ -347,10 +356,34 @@ def _is_frame(i: int, blobs: list[int], stats: np.ndarray) -> bool:
     return False
 
 
-def _is_bar(i: int, stats: np.ndarray, height: float) -> bool:
+def _is_bar(i: int, stats: np.ndarray, labels: np.ndarray, height: float) -> bool:
     """The side of a form box: a straight, upright bar well taller than the writing."""
-    _, _, w, h, area = (int(v) for v in stats[i, :5])
-    return h >= 1.3 * height and w <= 0.2 * h and area >= 0.6 * w * h
+    return stats[i, cv2.CC_STAT_HEIGHT] >= 1.3 * height and _bar_like(i, stats, labels)
+
+
+def _bar_like(i: int, stats: np.ndarray, labels: np.ndarray) -> bool:
+    """A straight, upright, thin bar, maybe with stubs at its ends.
+
+    Erasing a box's top and bottom lines leaves stubs of them on its sides (a tilted line
+    is not one long horizontal run), so the blob is judged row by row: thin in almost
+    every row, upright along its length, wider only near its ends.
+    """
+    x, y, w, h, area = (int(v) for v in stats[i, :5])
+    if h < 12 or (area > 0.5 * w * h and w > 0.15 * h):  # too small to judge, or too solid
+        return False
+    patch = labels[y : y + h, x : x + w] == i
+    widths = patch.sum(axis=1)
+    if (widths > 0).mean() < 0.9:
+        return False
+    thickness = float(np.median(widths[widths > 0]))
+    if thickness > 0.15 * h:
+        return False
+    core = (widths > 0) & (widths <= 2 * thickness + 2)
+    ends = max(2, int(0.15 * h))
+    if (~core[ends:-ends]).mean() > 0.05:
+        return False
+    centres = (patch[core] * np.arange(w)).sum(axis=1) / widths[core]
+    return float(centres.max() - centres.min()) <= max(4.0, 0.12 * h)
 
 
 def _is_edge_smudge(i: int, labels: np.ndarray, stats: np.ndarray) -> bool:

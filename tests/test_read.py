@@ -140,6 +140,12 @@ def test_the_digit_model_overrules_the_reader_only_on_a_digit_both_see_in_the_sa
     assert _second_opinion(read, line([(1, 0.99, 0), (1, 0.99, 70)], "11")) is read
     assert _second_opinion(read, line([(1, 0.99, 0)], "1")) is read
     assert _second_opinion(read, None) is read
+    # Other counts (the reader sees a third digit the segmentation missed): each digit both
+    # see over nearly the same span is still judged alone.
+    three = line([(1, 0.99, 0), (7, 0.60, 40), (4, 0.90, 80)], "1.74")
+    assert _second_opinion(three, sure_one).text == "114"
+    wide = LineReading("1", "1", (0, 0, 100, 30), 0.99, [DigitReading(1, 0.99, (30, 0, 60, 30))])
+    assert _second_opinion(three, wide) is three
 
 
 def test_a_row_run_together_into_one_long_blob_is_still_a_row(mnist):
@@ -252,3 +258,16 @@ def test_a_number_in_a_box_is_read_without_the_boxs_sides(mnist, drop):
     cv2.polylines(page, [corners], True, 60, 2)
     reading = Recognizer.load().read(page)
     assert reading.text == "".join(str(mnist.test_labels[i]) for i in picks)
+
+
+def test_ones_with_long_flags_are_read_one_each(mnist):
+    # A continental 1's up-stroke, nearly as long as its stem, is no 1 of its own; two
+    # plain ones written close together stay two.
+    page = np.full((260, 120 + 150 * 3), 240, np.uint8)
+    for x in (140, 290, 440):
+        stroke = np.array([[x - 80, 170], [x, 40], [x - 6, 200]], np.int32)
+        cv2.polylines(page, [stroke], False, 30, 9, cv2.LINE_AA)
+    recognizer = Recognizer.load()
+    assert recognizer.read(page).text == "111"
+    ones = [i for i in range(100) if mnist.test_labels[i] == 1][:2]
+    assert recognizer.read(written_number(mnist, ones, gap=-20)).text == "11"

@@ -10,18 +10,19 @@ from __future__ import annotations
 import itertools
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import cv2
 import numpy as np
 
 from .calibrate import apply_temperature
 from .errors import InkdigitsError, ModelError, NoDigitError
 from .images import DEFAULT_MAX_PIXELS, ImageInput, describe, load_image
-from .preprocess import Preprocessed, to_mnist
+from .preprocess import Preprocessed, frame_digit, to_mnist
 
 if TYPE_CHECKING:  # segment and lines are imported only when a page is read
     from .lines import LineInput
@@ -37,6 +38,10 @@ DEFAULT_THRESHOLD = 0.5
 # A row whose digits average less than this (geometric mean) is dropped: on read_numbers.py
 # the rows below it were shadow edges and texture, and every real row scored over 0.66.
 MIN_ROW_CONFIDENCE = 0.5
+# How sure the digit model must be that two 1s the reader saw in one stroke are one 1.
+FLAGGED_ONE = 0.5
+# How much of two digits' joint span both must cover to be the same digit.
+SAME_SPAN = 0.7
 
 
 def bundled_model_path() -> Path:
@@ -314,7 +319,7 @@ class Recognizer:
             steps = -(-line.image.shape[1] // FRAME)
             readings = [member[index, :steps] for member in members]
             chosen = readings[agreed_reading(readings)]
-            lines.append(_row_reading(page, row, ink, origin, line, chosen))
+            lines.append(_row_reading(page, row, ink, origin, line, chosen, self._digit_probabilities))
         return lines
 
     def _segment_rows(self, page: Page) -> list[LineReading | None]:
@@ -354,6 +359,9 @@ class Recognizer:
             if first < separator.x0 and separator.x1 < last:  # only between digits
                 items.append((separator.x0, separator.x1, separator.char, None))
         return _assemble_line(items, row.height)
+
+    def _digit_probabilities(self, images: np.ndarray) -> np.ndarray:
+        return self.calibrated(self.model.probabilities(images))
 
     def classify_mnist(self, images: np.ndarray) -> np.ndarray:
         """Calibrated probabilities for images already in MNIST form (uint8 N x 28 x 28)."""
@@ -419,29 +427,91 @@ def _assemble_line(items: list[Item], row_height: float) -> LineReading | None:
 
 
 def _row_reading(
-    page: Page, row: Row, ink: np.ndarray, origin: tuple[int, int], line: LineInput, probabilities: np.ndarray
+    page: Page,
+    row: Row,
+    ink: np.ndarray,
+    origin: tuple[int, int],
+    line: LineInput,
+    probabilities: np.ndarray,
+    digit_model: Callable[[np.ndarray], np.ndarray],
 ) -> LineReading | None:
-    """The line reader's characters, each given the ink between its neighbours' midpoints."""
+    """The line reader's characters, each given the ink between its neighbours' midpoints
+    (``digit_model``: calibrated probabilities for MNIST-framed crops, to check the reader)."""
     from .lines import greedy_decode
 
     emitted = greedy_decode(probabilities)
     centres = [e.centre_column(line) for e in emitted]
     bounds = [0.0, *((a + b) / 2 for a, b in itertools.pairwise(centres)), float(ink.shape[1])]
     columns = ink > 0.2
-    items: list[Item] = []
+    marks: list[_Mark] = []
     for e, left, right in zip(emitted, bounds, bounds[1:], strict=False):
         lo, hi = max(0, int(np.floor(left))), min(ink.shape[1], int(np.ceil(right)))
         ys, xs = np.nonzero(columns[:, lo:hi])
         if len(ys) == 0:
             continue
-        x0, x1 = origin[0] + lo + int(xs.min()), origin[0] + lo + int(xs.max()) + 1
-        y0, y1 = origin[1] + int(ys.min()), origin[1] + int(ys.max()) + 1
+        box = (lo + int(xs.min()), int(ys.min()), lo + int(xs.max()) + 1, int(ys.max()) + 1)
+        marks.append(_Mark(e.char, e.confidence, box))
+    items: list[Item] = []
+    for mark in _flagged_ones_joined(marks, columns, digit_model):
+        x0, y0, x1, y1 = mark.box
+        x0, x1, y0, y1 = x0 + origin[0], x1 + origin[0], y0 + origin[1], y1 + origin[1]
         reading = None
-        if e.char.isdigit():
+        if mark.char.isdigit():
             box = tuple(round(v / page.scale) for v in (x0, y0, x1 - x0, y1 - y0))
-            reading = DigitReading(int(e.char), e.confidence, box)  # type: ignore[arg-type]
-        items.append((x0, x1, e.char, reading))
+            reading = DigitReading(int(mark.char), mark.confidence, box)  # type: ignore[arg-type]
+        items.append((x0, x1, mark.char, reading))
     return _assemble_line(items, row.height)
+
+
+@dataclass
+class _Mark:
+    char: str
+    confidence: float
+    box: tuple[int, int, int, int]  # x0, y0, x1, y1 in the row crop
+
+
+def _flagged_ones_joined(
+    marks: list[_Mark], ink: np.ndarray, digit_model: Callable[[np.ndarray], np.ndarray]
+) -> list[_Mark]:
+    """Two 1s the reader saw in what is one 1 with a long flag, joined into that 1.
+
+    A continental 1 starts with a long up-stroke to the top of its stem, and some hands
+    bring it down nearly to the baseline; the readers see that flag as a 1 of its own and
+    read "11". Where the two 1s are one stroke, the digit model, shown that stroke framed
+    as one digit, tells a flagged 1 (which it reads as a 1) from two touching ones.
+    """
+    out: list[_Mark] = []
+    for mark in marks:
+        previous = out[-1] if out else None
+        if previous is not None and previous.char == mark.char == "1":
+            joined = _one_stroke(previous, mark, ink)
+            if joined is not None:
+                p = digit_model(frame_digit(joined)[None])[0]
+                if p[1] >= FLAGGED_ONE:
+                    box = (
+                        previous.box[0],
+                        min(previous.box[1], mark.box[1]),
+                        mark.box[2],
+                        max(previous.box[3], mark.box[3]),
+                    )
+                    out[-1] = _Mark("1", float(p[1]), box)
+                    continue
+        out.append(mark)
+    return out
+
+
+def _one_stroke(a: _Mark, b: _Mark, ink: np.ndarray) -> np.ndarray | None:
+    """The ink of two neighbouring marks when it is one stroke (a tiny speck aside), else None."""
+    x0, x1 = a.box[0], b.box[2]
+    y0, y1 = min(a.box[1], b.box[1]), max(a.box[3], b.box[3])
+    window = ink[y0:y1, x0:x1].astype(np.uint8)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(window, connectivity=8)
+    if count < 2:
+        return None
+    largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    if stats[largest, cv2.CC_STAT_AREA] < 0.9 * stats[1:, cv2.CC_STAT_AREA].sum():
+        return None
+    return (labels == largest).astype(np.float32)
 
 
 def _plausible(line: LineReading) -> bool:
@@ -452,18 +522,22 @@ def _plausible(line: LineReading) -> bool:
 
 def _second_opinion(read: LineReading | None, segmented: LineReading | None) -> LineReading | None:
     """The line reader's line, each digit replaced where the digit model reads it otherwise
-    and more surely, when both found the same number of digits in the same places.
+    and more surely: all of them when both found the same number of digits in the same
+    places, else those both found over nearly the same span.
 
     The reader sees a whole row 26 pixels tall; the digit model sees one digit framed as in
     MNIST and is the better judge of a digit that stands alone. Where the two disagree on the
-    digits' count or places, the digits touch, and the reader is trusted alone.
+    digits' count, some digits touch, and there the reader is trusted alone.
     """
-    if read is None or segmented is None or len(read.digits) != len(segmented.digits):
+    if read is None or segmented is None:
         return read
-    pairs = list(zip(read.digits, segmented.digits, strict=True))
-    if not all(_overlap_centres(a.box, b.box) for a, b in pairs):
-        return read
-    digits = [b if b.digit != a.digit and b.confidence > a.confidence else a for a, b in pairs]
+    if len(read.digits) == len(segmented.digits):
+        pairs = list(zip(read.digits, segmented.digits, strict=True))
+        if not all(_overlap_centres(a.box, b.box) for a, b in pairs):
+            return read
+        digits = [b if b.digit != a.digit and b.confidence > a.confidence else a for a, b in pairs]
+    else:
+        digits = [_same_digit(a, segmented.digits) for a in read.digits]
     if all(a is d for a, d in zip(read.digits, digits, strict=True)):
         return read
     replacements = iter(str(d.digit) for d in digits)
@@ -474,6 +548,17 @@ def _second_opinion(read: LineReading | None, segmented: LineReading | None) -> 
         confidence=float(np.prod([d.confidence for d in digits])),
         digits=digits,
     )
+
+
+def _same_digit(a: DigitReading, candidates: list[DigitReading]) -> DigitReading:
+    """Where the counts differ: the digit model's reading of the same ink as ``a`` (nearly
+    the same span), when it reads it otherwise and more surely; else ``a``."""
+    for b in candidates:
+        overlap = min(a.box[0] + a.box[2], b.box[0] + b.box[2]) - max(a.box[0], b.box[0])
+        union = max(a.box[0] + a.box[2], b.box[0] + b.box[2]) - min(a.box[0], b.box[0])
+        if overlap >= SAME_SPAN * union and b.digit != a.digit and b.confidence > a.confidence:
+            return b
+    return a
 
 
 def _overlap_centres(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:

@@ -244,6 +244,16 @@ def test_a_solid_smudge_of_shadow_at_the_pictures_edge_is_no_row():
     assert reading.lines[0].text.startswith("0997")
 
 
+def test_a_box_just_taller_than_the_digits_is_not_read_as_ones(mnist):
+    # Its top line runs through the digits' tops and is erased with the bottom one; its
+    # sides are left, upright bars only a little taller than the digits.
+    picks = [0, 1, 3, 4]  # test digits 7, 2, 0, 4
+    page = written_number(mnist, picks, gap=30)
+    ys, xs = np.nonzero(page < 128)
+    cv2.rectangle(page, (int(xs.min()) - 15, int(ys.min()) + 3), (int(xs.max()) + 15, int(ys.max()) + 12), 60, 2)
+    assert Recognizer.load().read(page).text == "".join(str(mnist.test_labels[i]) for i in picks)
+
+
 @pytest.mark.parametrize("drop", [0, 6])
 def test_a_number_in_a_box_is_read_without_the_boxs_sides(mnist, drop):
     # Four digits and two box sides: the sides, taller than the digits, must neither set the

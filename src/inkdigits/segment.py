@@ -179,7 +179,7 @@ def find_rows(pixels: np.ndarray) -> Page:
         i
         for i in big
         if _is_frame(i, big, stats) or _is_bar(i, stats, labels, height) or _is_edge_smudge(i, labels, stats)
-    }
+    } | _box_sides(big, stats, labels, height)
     big = [i for i in big if i not in page.ignored]
     small = [i for i in blobs if stats[i, cv2.CC_STAT_HEIGHT] < SMALL * height]
     stroke = stroke_width(ink) if big else 1.0
@@ -359,6 +359,30 @@ def _is_frame(i: int, blobs: list[int], stats: np.ndarray) -> bool:
 def _is_bar(i: int, stats: np.ndarray, labels: np.ndarray, height: float) -> bool:
     """The side of a form box: a straight, upright bar well taller than the writing."""
     return stats[i, cv2.CC_STAT_HEIGHT] >= 1.3 * height and _bar_like(i, stats, labels)
+
+
+def _box_sides(blobs: list[int], stats: np.ndarray, labels: np.ndarray, height: float) -> set[int]:
+    """Pairs of bars a little taller than the writing, level with each other, with writing
+    between them: the sides of a box whose top and bottom lines are gone (a single bar of
+    that height may be a 1)."""
+    bars = [i for i in blobs if stats[i, cv2.CC_STAT_HEIGHT] >= 1.1 * height and _bar_like(i, stats, labels)]
+    sides: set[int] = set()
+    for a, b in itertools.combinations(sorted(bars, key=lambda i: stats[i, 0]), 2):
+        (ax, ay, _, ah), (bx, by, _, bh) = stats[a, :4], stats[b, :4]
+        level = abs(int(ay) - int(by)) <= 0.15 * ah and abs(int(ah) - int(bh)) <= 0.15 * ah
+        if not level or bx - ax < 1.5 * height:
+            continue
+        inside = [
+            i
+            for i in blobs
+            if i not in bars
+            and ax < stats[i, 0]
+            and stats[i, 0] + stats[i, 2] < bx
+            and ay <= stats[i, 1] + stats[i, 3] / 2 <= ay + ah
+        ]
+        if inside:
+            sides |= {a, b}
+    return sides
 
 
 def _bar_like(i: int, stats: np.ndarray, labels: np.ndarray) -> bool:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import png_bomb, run_cli
+from conftest import EXAMPLES, png_bomb, run_cli
 from inkdigits import Recognizer
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -281,3 +281,10 @@ def test_ones_with_long_flags_are_read_one_each(mnist):
     assert recognizer.read(page).text == "111"
     ones = [i for i in range(100) if mnist.test_labels[i] == 1][:2]
     assert recognizer.read(written_number(mnist, ones, gap=-20)).text == "11"
+
+
+def test_a_tall_straight_one_is_not_taken_for_a_box_side():
+    # The cheque's amount, in a box, starts with a 1 nearly twice as tall as its other
+    # digits and as straight as a box's side, but drawn with the pen, not a printed line.
+    reading = Recognizer.load().read(EXAMPLES / "number-cheque.jpg")
+    assert reading.lines[-1].text_full == "1250.00"

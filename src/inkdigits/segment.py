@@ -41,6 +41,8 @@ FAINT_MIN_GRAIN = 8.0
 FAINT_MIN_SHARE = 0.2
 # A blob at the picture's edge thicker than this share of its height is a smudge of light.
 SMUDGE_THICKNESS = 0.5
+# A lone box side is drawn at most this share of the pen's mean stroke width.
+BAR_STROKE_SHARE = 0.75
 # A row whose marks are typically shorter than this share of the text height is no row.
 SHORT_ROW = 0.6
 # A row's reading takes in loose ink (a faded stroke's pieces, a separator) up to this many
@@ -175,14 +177,14 @@ def find_rows(pixels: np.ndarray) -> Page:
     page = Page(ink, labels, scale, stats=stats)
     blobs = [i for i in range(1, count) if stats[i, cv2.CC_STAT_AREA] >= max(4, (0.06 * height) ** 2)]
     big = [i for i in blobs if stats[i, cv2.CC_STAT_HEIGHT] >= SMALL * height]
+    stroke = stroke_width(ink) if big else 1.0
     page.ignored = {
         i
         for i in big
-        if _is_frame(i, big, stats) or _is_bar(i, stats, labels, height) or _is_edge_smudge(i, labels, stats)
+        if _is_frame(i, big, stats) or _is_bar(i, stats, labels, height, stroke) or _is_edge_smudge(i, labels, stats)
     } | _box_sides(big, stats, labels, height)
     big = [i for i in big if i not in page.ignored]
     small = [i for i in blobs if stats[i, cv2.CC_STAT_HEIGHT] < SMALL * height]
-    stroke = stroke_width(ink) if big else 1.0
     rows = group_rows(big, stats)
     # A "row" of marks all much shorter than the writing (a comma's tail below the line, a
     # broken stroke) is not a row: its marks are left to the rows beside them.
@@ -356,9 +358,13 @@ def _is_frame(i: int, blobs: list[int], stats: np.ndarray) -> bool:
     return False
 
 
-def _is_bar(i: int, stats: np.ndarray, labels: np.ndarray, height: float) -> bool:
-    """The side of a form box: a straight, upright bar well taller than the writing."""
-    return stats[i, cv2.CC_STAT_HEIGHT] >= 1.3 * height and _bar_like(i, stats, labels)
+def _is_bar(i: int, stats: np.ndarray, labels: np.ndarray, height: float, stroke: float) -> bool:
+    """The side of a form box: a straight, upright bar well taller than the writing, and
+    drawn thinner than the pen's stroke (``stroke``): a 1 can be that tall and straight."""
+    if stats[i, cv2.CC_STAT_HEIGHT] < 1.3 * height:
+        return False
+    thickness = _bar_thickness(i, stats, labels)
+    return thickness is not None and thickness <= BAR_STROKE_SHARE * stroke
 
 
 def _box_sides(blobs: list[int], stats: np.ndarray, labels: np.ndarray, height: float) -> set[int]:
@@ -386,7 +392,12 @@ def _box_sides(blobs: list[int], stats: np.ndarray, labels: np.ndarray, height: 
 
 
 def _bar_like(i: int, stats: np.ndarray, labels: np.ndarray) -> bool:
-    """A straight, upright, thin bar, maybe with stubs at its ends.
+    return _bar_thickness(i, stats, labels) is not None
+
+
+def _bar_thickness(i: int, stats: np.ndarray, labels: np.ndarray) -> float | None:
+    """The thickness of a straight, upright, thin bar, maybe with stubs at its ends; None
+    for any other blob.
 
     Erasing a box's top and bottom lines leaves stubs of them on its sides (a tilted line
     is not one long horizontal run), so the blob is judged row by row: thin in almost
@@ -394,20 +405,20 @@ def _bar_like(i: int, stats: np.ndarray, labels: np.ndarray) -> bool:
     """
     x, y, w, h, area = (int(v) for v in stats[i, :5])
     if h < 12 or (area > 0.5 * w * h and w > 0.15 * h):  # too small to judge, or too solid
-        return False
+        return None
     patch = labels[y : y + h, x : x + w] == i
     widths = patch.sum(axis=1)
     if (widths > 0).mean() < 0.9:
-        return False
+        return None
     thickness = float(np.median(widths[widths > 0]))
     if thickness > 0.15 * h:
-        return False
+        return None
     core = (widths > 0) & (widths <= 2 * thickness + 2)
     ends = max(2, int(0.15 * h))
     if (~core[ends:-ends]).mean() > 0.05:
-        return False
+        return None
     centres = (patch[core] * np.arange(w)).sum(axis=1) / widths[core]
-    return float(centres.max() - centres.min()) <= max(4.0, 0.12 * h)
+    return thickness if float(centres.max() - centres.min()) <= max(4.0, 0.12 * h) else None
 
 
 def _is_edge_smudge(i: int, labels: np.ndarray, stats: np.ndarray) -> bool:

@@ -359,10 +359,15 @@ def _is_frame(i: int, blobs: list[int], stats: np.ndarray) -> bool:
 
 
 def _is_bar(i: int, stats: np.ndarray, labels: np.ndarray, height: float, stroke: float) -> bool:
-    """The side of a form box: a straight, upright bar well taller than the writing, and
-    drawn thinner than the pen's stroke (``stroke``): a 1 can be that tall and straight."""
-    if stats[i, cv2.CC_STAT_HEIGHT] < 1.3 * height:
+    """The side of a form box: a straight, upright bar well taller than the writing, in a
+    box as narrow as a line, or with stubs of the box's lines at its ends and drawn thinner
+    than the pen's strokes (``stroke``, their mean width): a 1 with a flag can be as tall
+    and straight, but is drawn with the pen."""
+    _, _, w, h, area = (int(v) for v in stats[i, :5])
+    if h < 1.3 * height:
         return False
+    if w <= 0.2 * h and area >= 0.6 * w * h:
+        return True
     thickness = _bar_thickness(i, stats, labels)
     return thickness is not None and thickness <= BAR_STROKE_SHARE * stroke
 

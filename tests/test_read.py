@@ -162,6 +162,21 @@ def test_a_row_run_together_into_one_long_blob_is_still_a_row(mnist):
     assert sum(a == b for a, b in zip(reading.text, expected, strict=True)) >= len(expected) - 1
 
 
+def test_a_row_run_together_among_specks_still_sets_the_text_height(mnist):
+    """The one long blob, not the pencil specks around it, is the writing's height: else the
+    specks are read as rows of ones."""
+    picks = [i for i in range(200) if mnist.test_labels[i] in (0, 2, 3, 5, 6, 8)][4:12]
+    image = cv2.erode(written_number(mnist, picks, gap=-40), np.ones((5, 5), np.uint8))
+    rng = np.random.default_rng(0)
+    for _ in range(12):
+        x, y = int(rng.integers(0, image.shape[1])), int(rng.integers(0, image.shape[0]))
+        cv2.line(image, (x, y), (x + int(rng.integers(-3, 4)), y + 9), 0, 2)
+    reading = Recognizer.load().read(image)
+    expected = "".join(str(mnist.test_labels[i]) for i in picks)
+    assert len(reading.lines) == 1 and len(reading.text) == len(expected)
+    assert sum(a == b for a, b in zip(reading.text, expected, strict=True)) >= len(expected) - 2
+
+
 def test_a_page_half_in_deep_shadow_is_read_as_dark_ink_on_paper():
     """The shadow along the border spans the ink's own levels, so the border alone cannot
     say which way round the ink is; read as light ink, the lit paper would be all ink and

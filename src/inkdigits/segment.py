@@ -284,19 +284,19 @@ def text_height(stats: np.ndarray, labels: np.ndarray | None = None) -> float | 
     heights = stats[1:, cv2.CC_STAT_HEIGHT]
     widths = stats[1:, cv2.CC_STAT_WIDTH]
     areas = stats[1:, cv2.CC_STAT_AREA]
-    # Long lines are not characters: leave out blobs far wider than tall.
+    # Long lines are not characters: leave out blobs far wider than tall, except a row of
+    # touching digits, one blob many times wider than tall, which unlike a line fills much
+    # of its box (else the specks around it would set the height).
     chosen = (heights >= 6) & (widths <= 4 * heights)
-    if not chosen.any():
-        # Unless nothing else is there: a row of overlapping digits is one blob many times
-        # wider than tall, but unlike a line it fills much of its box.
-        chosen = (heights >= 6) & (widths <= 12 * heights) & (areas >= 0.25 * widths * heights)
+    chosen |= (heights >= 6) & (widths <= 12 * heights) & (areas >= 0.25 * widths * heights)
     # The sides of a box around the writing are as thin as a 1 and taller than any digit;
-    # two of them among four digits would set the height. Bars count only when nothing
-    # else is there (a row of ones).
+    # two of them among four digits would set the height. Bars taller than the rest are
+    # left out (not a 1 among digits as tall, nor a row of ones).
     if labels is not None:
         bars = np.array([chosen[k] and _bar_like(k + 1, stats, labels) for k in range(len(chosen))], bool)
         if (chosen & ~bars).any():
-            chosen &= ~bars
+            rest = float(np.median(heights[chosen & ~bars]))
+            chosen &= ~(bars & (heights > 1.1 * rest))
     heights = heights[chosen]
     if len(heights) == 0:
         return None

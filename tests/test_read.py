@@ -303,3 +303,13 @@ def test_a_tall_straight_one_is_not_taken_for_a_box_side():
     # digits and as straight as a box's side, but drawn with the pen, not a printed line.
     reading = Recognizer.load().read(EXAMPLES / "number-cheque.jpg")
     assert reading.lines[-1].text_full == "1250.00"
+
+
+def test_a_printed_box_as_tall_as_the_digits_is_not_read_as_ones(mnist):
+    # One-pixel printed lines, far finer than the pen, spanning just the digits' height:
+    # once its top and bottom are erased, the sides are no taller than the digits.
+    picks = [5, 6, 7, 8, 9]
+    page = written_number(mnist, picks, gap=30)
+    ys, xs = np.nonzero(page < 128)
+    cv2.rectangle(page, (int(xs.min()) - 12, int(ys.min())), (int(xs.max()) + 12, int(ys.max())), 90, 1)
+    assert Recognizer.load().read(page).text == "".join(str(mnist.test_labels[i]) for i in picks)

@@ -43,6 +43,10 @@ FAINT_MIN_SHARE = 0.2
 SMUDGE_THICKNESS = 0.5
 # A lone box side is drawn at most this share of the pen's mean stroke width.
 BAR_STROKE_SHARE = 0.75
+# A bar at most this share of the pen's stroke is printed: a box side from this share of the
+# text height up.
+PRINTED_BAR_SHARE = 0.4
+PRINTED_BAR_HEIGHT = 0.8
 # A row whose marks are typically shorter than this share of the text height is no row.
 SHORT_ROW = 0.6
 # A row's reading takes in loose ink (a faded stroke's pieces, a separator) up to this many
@@ -371,11 +375,15 @@ def _is_bar(i: int, stats: np.ndarray, labels: np.ndarray, height: float, stroke
     than the pen's strokes (``stroke``, their mean width): a 1 with a flag can be as tall
     and straight, but is drawn with the pen."""
     _, _, w, h, area = (int(v) for v in stats[i, :5])
+    if h < PRINTED_BAR_HEIGHT * height:
+        return False
+    thickness = _bar_thickness(i, stats, labels)
+    if thickness is not None and thickness <= PRINTED_BAR_SHARE * stroke:
+        return True  # a printed line, far finer than the pen: a side however tall
     if h < 1.3 * height:
         return False
     if w <= 0.2 * h and area >= 0.6 * w * h:
         return True
-    thickness = _bar_thickness(i, stats, labels)
     return thickness is not None and thickness <= BAR_STROKE_SHARE * stroke
 
 

@@ -370,10 +370,11 @@ def _is_frame(i: int, blobs: list[int], stats: np.ndarray) -> bool:
 
 
 def _is_bar(i: int, stats: np.ndarray, labels: np.ndarray, height: float, stroke: float) -> bool:
-    """The side of a form box: a straight, upright bar well taller than the writing, in a
-    box as narrow as a line, or with stubs of the box's lines at its ends and drawn thinner
-    than the pen's strokes (``stroke``, their mean width): a 1 with a flag can be as tall
-    and straight, but is drawn with the pen."""
+    """The side of a form box: a straight, upright bar printed far finer than the pen's
+    strokes (``stroke``, their mean width) and about as tall as the writing; or one well
+    taller than the writing, in a box as narrow as a line, or with stubs of the box's lines
+    at its ends and still thinner than the pen: a 1 with a flag can be as tall and straight,
+    but is drawn with the pen."""
     _, _, w, h, area = (int(v) for v in stats[i, :5])
     if h < PRINTED_BAR_HEIGHT * height:
         return False

@@ -273,7 +273,7 @@ class Recognizer:
                     raise
                 results.append(exc)
         if ready:
-            batch = self.calibrated(self.model.probabilities(np.stack([prepared.digit for _, prepared, _ in ready])))
+            batch = self._digit_probabilities(np.stack([prepared.digit for _, prepared, _ in ready]))
             for (slot, prepared, name), probabilities in zip(ready, batch, strict=True):
                 results[slot] = self._prediction(probabilities, prepared, name)
         return results
@@ -330,7 +330,7 @@ class Recognizer:
         crops = [page.digit_image(row.atoms[a:b]) for row, spans in runs for a, b in spans]
         if not crops:
             return [None] * len(page.rows)
-        probabilities = self.calibrated(self.model.probabilities(np.stack(crops)))
+        probabilities = self._digit_probabilities(np.stack(crops))
         lines, offset = [], 0
         for row, spans in runs:
             scored = probabilities[offset : offset + len(spans)]
@@ -361,6 +361,7 @@ class Recognizer:
         return _assemble_line(items, row.height)
 
     def _digit_probabilities(self, images: np.ndarray) -> np.ndarray:
+        """Calibrated probabilities for MNIST-framed float images (N x 28 x 28)."""
         return self.calibrated(self.model.probabilities(images))
 
     def classify_mnist(self, images: np.ndarray) -> np.ndarray:

@@ -10,7 +10,7 @@ from PIL import Image
 
 from conftest import EXAMPLES, png_bomb
 from inkdigits.errors import BadImageError, ImageTooLargeError
-from inkdigits.images import load_image
+from inkdigits.images import decode_image, load_image
 from inkdigits.preprocess import to_mnist
 
 
@@ -144,3 +144,44 @@ def test_mnist_digits_survive_the_pipeline(mnist):
         again = to_mnist(load_image(image)).digit
         differences.append(np.abs(again - image / 255.0).mean())
     assert np.median(differences) < 0.05
+
+
+def _phone_jpeg(path, scale: int = 20) -> np.ndarray:
+    """The digit canvas enlarged to a phone photo's size (2400 x 1600) and saved as a JPEG."""
+    canvas = np.kron(_digit_canvas(), np.ones((scale, scale), np.uint8))
+    Image.fromarray(canvas).save(path, quality=90)
+    return canvas
+
+
+def test_a_big_jpeg_is_decoded_no_larger_than_the_caller_needs(tmp_path):
+    path = tmp_path / "phone.jpg"
+    canvas = _phone_jpeg(path)
+    pixels, scale = decode_image(path, side=640)
+    assert pixels.shape == (1200, 800) and scale == 0.5  # a quarter would be under 640: a half
+    smaller = np.asarray(Image.fromarray(canvas).resize((800, 1200), Image.BOX)) / 255.0
+    assert np.abs(pixels - smaller).mean() < 0.02
+    assert decode_image(path, side=300)[0].shape == (300, 200)  # an eighth, the least a JPEG gives
+    full, one = decode_image(path)
+    assert full.shape == (2400, 1600) and one == 1.0
+    assert np.array_equal(load_image(path), full)
+
+
+def test_only_jpegs_twice_the_needed_size_are_reduced(tmp_path):
+    png = tmp_path / "scan.png"
+    Image.fromarray(np.kron(_digit_canvas(), np.ones((20, 20), np.uint8))).save(png)
+    assert decode_image(png, side=640)[0].shape == (2400, 1600)  # PNG has no cheap reduced decode
+    jpeg = tmp_path / "small.jpg"
+    _phone_jpeg(jpeg, scale=5)  # 600 x 400: under twice 640
+    assert decode_image(jpeg, side=640)[0].shape == (600, 400)
+
+
+def test_a_reduced_decode_still_honours_exif_orientation(tmp_path):
+    stored = np.full((1600, 2400), 240, np.uint8)
+    stored[200:400, :] = 0  # a dark band along the top edge of the stored pixels
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    path = tmp_path / "phone.jpg"
+    Image.fromarray(stored).save(path, exif=exif.tobytes(), quality=95)
+    pixels, scale = decode_image(path, side=640)
+    assert pixels.shape == (1200, 800) and scale == 0.5, "displayed upright: portrait, halved"
+    assert pixels[:, -190:-110].mean() < 0.2, "the top band is now on the right"

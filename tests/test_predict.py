@@ -147,3 +147,15 @@ def test_recognition_never_imports_torch():
     imported = {line.split("|")[-1].strip().split(".")[0] for line in result.stderr.splitlines() if "|" in line}
     assert "onnxruntime" in imported and "cv2" in imported
     assert "torch" not in imported
+
+
+def test_a_phone_sized_jpeg_is_read_alike_and_boxed_in_its_own_pixels(recognizer, tmp_path):
+    # The ballpoint example enlarged to 12 MP: decoded at a quarter (nothing past 640 pixels
+    # a side is used), the digit and its box, scaled back, match the example's own.
+    example = next(p for p in example_images() if "ballpoint" in p.name)
+    small = Image.open(example).convert("RGB")
+    big = tmp_path / "phone.jpg"
+    small.resize((small.width * 8, small.height * 8), Image.BICUBIC).save(big, quality=90)
+    original, enlarged = recognizer.predict(example), recognizer.predict(big)
+    assert enlarged.digit == original.digit == _label(example)
+    assert np.abs(np.array(enlarged.box) - 8 * np.array(original.box)).max() <= 8 * 3

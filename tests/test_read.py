@@ -313,3 +313,17 @@ def test_a_printed_box_as_tall_as_the_digits_is_not_read_as_ones(mnist):
     ys, xs = np.nonzero(page < 128)
     cv2.rectangle(page, (int(xs.min()) - 12, int(ys.min())), (int(xs.max()) + 12, int(ys.max())), 90, 1)
     assert Recognizer.load().read(page).text == "".join(str(mnist.test_labels[i]) for i in picks)
+
+
+def test_a_phone_sized_jpeg_is_read_alike_and_boxed_in_its_own_pixels(mnist, tmp_path):
+    # A page of 4,000 pixels a side is decoded at half size (the page reader works at 1,600
+    # at most): the same digits, boxes in the input's own pixels.
+    image = written_number(mnist, [0, 1, 2, 3, 4], gap=40)
+    big = cv2.resize(image, None, fx=5, fy=5, interpolation=cv2.INTER_CUBIC)
+    path = tmp_path / "page.jpg"
+    Image.fromarray(big).save(path, quality=90)
+    recognizer = Recognizer.load()
+    from_array, from_jpeg = recognizer.read(big), recognizer.read(path)
+    assert from_jpeg.text == from_array.text == "72104"
+    boxes = [np.array(d.box) for line in (from_array, from_jpeg) for d in line.lines[0].digits]
+    assert all(np.abs(a - b).max() <= 0.03 * big.shape[0] for a, b in zip(boxes[:5], boxes[5:], strict=True))

@@ -8,6 +8,7 @@ header, before a single pixel is decoded, so a decompression bomb costs nothing.
 from __future__ import annotations
 
 import io
+import math
 import os
 import warnings
 from pathlib import Path
@@ -83,16 +84,23 @@ def _open(source: str | os.PathLike[str] | bytes | bytearray, name: str) -> Imag
         raise BadImageError(f"{name} is damaged and cannot be read ({exc}).") from exc
 
 
-def _decode(image: Image.Image, name: str, max_pixels: int) -> Image.Image:
+def _decode(image: Image.Image, name: str, max_pixels: int, side: int | None = None) -> tuple[Image.Image, float]:
+    """The image's pixels (EXIF orientation applied) and their scale against its header's size."""
     _check_pixels(image.width, image.height, name, max_pixels)
+    full_width = image.width
     try:
+        if side is not None and image.format == "JPEG" and max(image.size) >= 2 * side:
+            # The decoder picks the largest of 1/2, 1/4, 1/8 that keeps both sides at least this.
+            factor = side / max(image.size)
+            image.draft(image.mode, (math.ceil(image.width * factor), math.ceil(image.height * factor)))
+        scale = image.width / full_width
         image.load()
         image = ImageOps.exif_transpose(image) or image
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise BadImageError(f"{name} is truncated or damaged ({exc}).") from exc
     except Image.DecompressionBombError as exc:
         raise ImageTooLargeError(f"{name} decodes to too many pixels ({exc}).") from exc
-    return image
+    return image, scale
 
 
 def _high_bit_depth(image: Image.Image) -> np.ndarray:
@@ -183,13 +191,28 @@ def load_image(source: ImageInput, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.n
     EXIF orientation is applied, transparency is composited, 16-bit data is scaled; inputs
     over ``max_pixels`` are refused before they are decoded.
     """
+    return decode_image(source, max_pixels)[0]
+
+
+def decode_image(
+    source: ImageInput, max_pixels: int = DEFAULT_MAX_PIXELS, side: int | None = None
+) -> tuple[np.ndarray, float]:
+    """``load_image``, for a caller that will work at most ``side`` pixels a side anyway.
+
+    A JPEG at least twice that size is decoded straight from its DCT coefficients at a half,
+    a quarter or an eighth of its size, never below ``side``: a phone's 12 MP photo read for
+    one digit takes about a sixth of the time and a sixteenth of the memory. Returns the
+    pixels and their scale against the input's own pixels (1.0: full size), to map
+    positions back.
+    """
     name = describe(source)
     if isinstance(source, np.ndarray):
         _check_pixels(source.shape[1] if source.ndim > 1 else 0, source.shape[0], name, max_pixels)
-        return array_to_float(source, name)
+        return array_to_float(source, name), 1.0
     if isinstance(source, Image.Image):
-        return pil_to_array(_decode(source, name, max_pixels))
+        return pil_to_array(_decode(source, name, max_pixels)[0]), 1.0
     if isinstance(source, str | os.PathLike | bytes | bytearray):
         with _open(source, name) as image:
-            return pil_to_array(_decode(image, name, max_pixels))
+            decoded, scale = _decode(image, name, max_pixels, side)
+            return pil_to_array(decoded), scale
     raise NotAnImageError(f"{name} is not an image: pass a path, bytes, a numpy array or a PIL image.")

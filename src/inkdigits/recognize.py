@@ -21,8 +21,8 @@ import numpy as np
 
 from .calibrate import apply_temperature
 from .errors import InkdigitsError, ModelError, NoDigitError
-from .images import DEFAULT_MAX_PIXELS, ImageInput, describe, load_image
-from .preprocess import Preprocessed, frame_digit, to_mnist
+from .images import DEFAULT_MAX_PIXELS, ImageInput, decode_image, describe
+from .preprocess import WORKING_SIDE, Preprocessed, frame_digit, to_mnist
 
 if TYPE_CHECKING:  # segment and lines are imported only when a page is read
     from .lines import LineInput
@@ -242,10 +242,13 @@ class Recognizer:
 
     def preprocess(self, image: ImageInput, keep_stages: bool = False) -> Preprocessed:
         """Decode ``image`` and bring its digit into MNIST form (raises on bad or blank input)."""
-        pixels = load_image(image, self.max_pixels)
+        # The stage pictures show the input as given; otherwise nothing past WORKING_SIDE is used.
+        pixels, scale = decode_image(image, self.max_pixels, None if keep_stages else WORKING_SIDE)
         prepared = to_mnist(pixels, keep_stages=keep_stages)
         if keep_stages:
             prepared.stages = {"input": pixels, **prepared.stages}
+        if scale != 1.0:
+            prepared.box = tuple(round(v / scale) for v in prepared.box)  # type: ignore[assignment]
         return prepared
 
     def predict(self, image: ImageInput, keep_stages: bool = False) -> Prediction:
@@ -289,13 +292,14 @@ class Recognizer:
         segmentation only overrules it on a digit both place alike. An image with no number
         gives a reading with empty text.
         """
-        from .segment import find_rows
+        from .segment import PAGE_SIDE, find_rows
 
-        pixels = load_image(image, self.max_pixels)
+        pixels, scale = decode_image(image, self.max_pixels, PAGE_SIDE)
         try:
             page = find_rows(pixels)
         except NoDigitError:
             return Reading([], describe(image))
+        page.scale *= scale  # boxes in the input's own pixels, however it was decoded
         segmented = self._segment_rows(page)
         # Choosing per row the surer of the two readers was tried: the digit model is sure of
         # its wrong cuts through touching digits, and the mix read fewer numbers right. Digit

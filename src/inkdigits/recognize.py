@@ -354,8 +354,8 @@ class Recognizer:
                 continue
             x0, x1 = min(a.x0 for a in atoms), max(a.x1 for a in atoms)
             y0, y1 = min(a.y0 for a in atoms), max(a.y1 for a in atoms)
-            box = tuple(round(v / page.scale) for v in (x0, y0, x1 - x0, y1 - y0))
-            items.append((x0, x1, str(digit), DigitReading(digit, float(p[digit]), box)))  # type: ignore[arg-type]
+            box = page.input_box(x0, y0, x1, y1)
+            items.append((x0, x1, str(digit), DigitReading(digit, float(p[digit]), box)))
         if not items:
             return None
         first, last = min(x0 for x0, *_ in items), max(x1 for _, x1, *_ in items)
@@ -462,8 +462,7 @@ def _row_reading(
         x0, x1, y0, y1 = x0 + origin[0], x1 + origin[0], y0 + origin[1], y1 + origin[1]
         reading = None
         if mark.char.isdigit():
-            box = tuple(round(v / page.scale) for v in (x0, y0, x1 - x0, y1 - y0))
-            reading = DigitReading(int(mark.char), mark.confidence, box)  # type: ignore[arg-type]
+            reading = DigitReading(int(mark.char), mark.confidence, page.input_box(x0, y0, x1, y1))
         items.append((x0, x1, mark.char, reading))
     return _assemble_line(items, row.height)
 

@@ -137,8 +137,18 @@ def underline(row: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return out
 
 
-def compose_page(masks: list[np.ndarray], rng: np.random.Generator, ruled: bool) -> np.ndarray:
-    """Rows of ink on a photographed page."""
+def turned(ink: np.ndarray, degrees: float) -> np.ndarray:
+    """The ink turned by ``degrees`` (counter-clockwise) on a canvas grown to hold all of it."""
+    height, width = ink.shape
+    turn = cv2.getRotationMatrix2D((width / 2, height / 2), degrees, 1.0)
+    cos, sin = abs(turn[0, 0]), abs(turn[0, 1])
+    size = (int(height * sin + width * cos), int(height * cos + width * sin))
+    turn[:, 2] += (size[0] - width) / 2, (size[1] - height) / 2
+    return cv2.warpAffine(ink, turn, size, flags=cv2.INTER_LINEAR, borderValue=0)
+
+
+def compose_page(masks: list[np.ndarray], rng: np.random.Generator, ruled: bool, tilt: float = 0.0) -> np.ndarray:
+    """Rows of ink on a photographed page, turned by ``tilt`` degrees."""
     width = max(m.shape[1] for m in masks) + int(rng.integers(40, 200))
     gaps = [int(m.shape[0] * rng.uniform(0.4, 1.0)) for m in masks]
     height = sum(m.shape[0] for m in masks) + sum(gaps) + int(rng.integers(40, 160))
@@ -146,10 +156,14 @@ def compose_page(masks: list[np.ndarray], rng: np.random.Generator, ruled: bool)
     y = int(rng.integers(15, 60))
     for mask, gap in zip(masks, gaps, strict=True):
         x = int(rng.integers(10, max(11, width - mask.shape[1] - 10)))
+        mask = mask[: height - y]  # a short last row can reach a pixel past the page
         ink[y : y + mask.shape[0], x : x + mask.shape[1]] = np.maximum(
             ink[y : y + mask.shape[0], x : x + mask.shape[1]], mask
         )
         y += mask.shape[0] + gap
+    if tilt:
+        ink = turned(ink, tilt)
+        height, width = ink.shape
     page = paper((height, width), PAPERS[int(rng.integers(0, len(PAPERS)))], rng)
     if ruled:
         page = lines(page, rng, grid=False)
@@ -161,9 +175,11 @@ def compose_page(masks: list[np.ndarray], rng: np.random.Generator, ruled: bool)
     return degrade(rgb, rng, rng.uniform(0, 0.8), rng.uniform(0.005, 0.03), int(rng.integers(60, 92)))
 
 
-def generate(count: int, seed: int, images: np.ndarray, labels: np.ndarray):
-    """Yield (rgb, rows as written, spacing, format) deterministically."""
+def generate(count: int, seed: int, images: np.ndarray, labels: np.ndarray, tilt: float = 0.0):
+    """Yield (rgb, rows as written, spacing, format) deterministically; ``tilt``: the most
+    the writing is turned (degrees, either way)."""
     rng = np.random.default_rng(seed)
+    tilts = np.random.default_rng([seed, 1])  # its own, so that no tilt leaves the pages as they were
     fonts = available_fonts()
     glyphs = Glyphs(images, labels, fonts, rng)
     for index in range(count):
@@ -181,7 +197,8 @@ def generate(count: int, seed: int, images: np.ndarray, labels: np.ndarray):
             elif extra < 0.3:
                 mask = underline(mask, rng)
             masks.append(mask)
-        yield compose_page(masks, rng, ruled=rng.random() < 0.15), rows_written, spacing, kind
+        turn = tilts.uniform(-tilt, tilt) if tilt else 0.0
+        yield compose_page(masks, rng, ruled=rng.random() < 0.15, tilt=turn), rows_written, spacing, kind
 
 
 def edit_distance(a: str, b: str) -> int:
@@ -224,6 +241,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--tilt", type=float, default=0.0, help="turn the writing by up to this many degrees")
     parser.add_argument("--model", help="digit model (default: bundled)")
     parser.add_argument("--reader", help="line reader ONNX (default: bundled)")
     parser.add_argument(
@@ -240,6 +258,8 @@ def main() -> None:
     if args.segment_only:
         recognizer.reader = None
     print(f"rows read by: {recognizer.reader.path if recognizer.reader else 'segmentation + digit model'}")
+    if args.tilt:
+        print(f"the writing on every page turned by up to {args.tilt:g} degrees either way")
     out = Path(args.out) if args.out else None
     if out:
         out.mkdir(parents=True, exist_ok=True)
@@ -248,7 +268,7 @@ def main() -> None:
     errors = chars = 0
     times = []
     for index, (image, written, spacing, kind) in enumerate(
-        generate(args.count, args.seed, mnist.test_images, mnist.test_labels)
+        generate(args.count, args.seed, mnist.test_images, mnist.test_labels, args.tilt)
     ):
         expected = " ".join("".join(c for c in row if c.isdigit()) for row in written)
         started = time.perf_counter()

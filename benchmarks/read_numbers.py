@@ -164,9 +164,20 @@ def compose_page(masks: list[np.ndarray], rng: np.random.Generator, ruled: bool,
     if tilt:
         ink = turned(ink, tilt)
         height, width = ink.shape
-    page = paper((height, width), PAPERS[int(rng.integers(0, len(PAPERS)))], rng)
-    if ruled:
-        page = lines(page, rng, grid=False)
+    if tilt:  # the sheet is turned with the writing: its ruled lines run along the rows
+        side = int(np.hypot(height, width)) + 2
+        sheet = paper((side, side), PAPERS[int(rng.integers(0, len(PAPERS)))], rng)
+        if ruled:
+            sheet = lines(sheet, rng, grid=False)
+        turn = cv2.getRotationMatrix2D((side / 2, side / 2), tilt, 1.0)
+        top, left = (side - height) // 2, (side - width) // 2
+        page = cv2.warpAffine(sheet, turn, (side, side), flags=cv2.INTER_LINEAR)[
+            top : top + height, left : left + width
+        ]
+    else:
+        page = paper((height, width), PAPERS[int(rng.integers(0, len(PAPERS)))], rng)
+        if ruled:
+            page = lines(page, rng, grid=False)
     page = lighting(page, rng, rng.uniform(0.0, 0.3))
     if rng.random() < 0.25:
         page = shadow(page, rng)

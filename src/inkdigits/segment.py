@@ -186,10 +186,13 @@ def find_rows(pixels: np.ndarray) -> Page:
         # pixels of a phone photo. Small writing is looked at again at full working size.
         if scale == 1.0 or height >= COARSE_TEXT_HEIGHT:
             break
-    darkness, unlevel = stages["lighting flattened"], None
+    darkness, unlevel, widened = stages["lighting flattened"], None, None
     angle = skew_angle(first_labels, first_stats, height)
     if angle:
-        (ink, darkness), unlevel = level([ink, darkness], angle)
+        # A printed line a pixel or two thin breaks into dashes when turned, and dashes are
+        # no line to remove_form_lines: lines are looked for on the ink widened first.
+        widened = cv2.dilate(mask, np.ones((3, 3), np.uint8)).astype(np.float32)
+        (ink, darkness, widened), unlevel = level([ink, darkness, widened], angle)
         mask = (ink > 0.25).astype(np.uint8)
         _, first_labels, first_stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
         height = text_height(first_stats, first_labels) or height
@@ -199,7 +202,10 @@ def find_rows(pixels: np.ndarray) -> Page:
     # slight blur first keeps each stroke one piece.
     smooth = cv2.GaussianBlur(ink, (0, 0), max(1.0, height / 40))
     mask = ((smooth > 0.2) | (mask > 0)).astype(np.uint8)
-    mask = remove_form_lines(mask, height)
+    if widened is None:
+        mask = remove_form_lines(mask, height)
+    else:
+        mask &= remove_form_lines(((widened > 0.5) | (mask > 0)).astype(np.uint8), height)
     ink = ink * mask
     count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
     page = Page(ink, labels, scale, stats=stats, unlevel=unlevel)

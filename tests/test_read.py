@@ -13,6 +13,8 @@ from PIL import Image
 
 from conftest import EXAMPLES, png_bomb, run_cli
 from inkdigits import Recognizer
+from inkdigits.preprocess import ink_map
+from inkdigits.segment import MIN_SKEW, skew_angle, text_height
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -345,3 +347,22 @@ def test_a_row_photographed_at_a_tilt_is_levelled_and_boxed_where_its_digits_are
         tx, ty = turn @ (x, y, 1.0)
         bx, by, bw, bh = digit.box
         assert bx <= tx <= bx + bw and by <= ty <= by + bh, (digit.box, (tx, ty))
+
+
+def test_the_tilt_is_measured_on_rows_and_left_alone_where_it_cannot_be_told(mnist):
+    def angle(image: np.ndarray) -> float:
+        ink = ink_map(image, 800)[0]
+        _, labels, stats, _ = cv2.connectedComponentsWithStats((ink > 0.25).astype(np.uint8), connectivity=8)
+        return skew_angle(labels, stats, text_height(stats, labels))
+
+    row = written_number(mnist, [0, 1, 2, 3, 4, 5], gap=20)
+    height, width = row.shape
+    for degrees in (-9.0, 6.0):
+        turn = cv2.getRotationMatrix2D((width / 2, height / 2), degrees, 1.0)
+        turn[1, 2] += 100  # all of the row on the picture
+        # Within what counts as level: these six digits' own baseline leans a degree.
+        assert abs(angle(cv2.warpAffine(row, turn, (width, height + 200), borderValue=255)) - degrees) <= MIN_SKEW
+    assert angle(row) == 0.0  # level
+    one = written_number(mnist, [0])  # a lone 7: its slant is no tilt
+    turn = cv2.getRotationMatrix2D((one.shape[1] / 2, one.shape[0] / 2), 12, 1.0)
+    assert angle(cv2.warpAffine(one, turn, one.shape[::-1], borderValue=255)) == 0.0

@@ -5,8 +5,9 @@ lines, boxes and dots get in the way. This module does the geometry; the recogni
 (``Recognizer.read``), which is recognition-driven segmentation:
 
 1. The page's ink, as for one digit (``preprocess.ink_map``): lighting divided out, blank
-   pages refused, ruled lines gone. Then form lines: long horizontal strokes (box edges,
-   underlines) and the short verticals that join them (the sides of form boxes).
+   pages refused, ruled lines gone; rows photographed at a tilt levelled (``skew_angle``).
+   Then form lines: long horizontal strokes (box edges, underlines) and the short verticals
+   that join them (the sides of form boxes).
 2. Blobs, the typical text height, and rows: blobs that share most of their height.
 3. Per row: small blobs become separators (point, comma, dash) or join the digit above them
    (a 5's detached bar); a long thin slanted blob is a slash. Wide blobs are cut at thin

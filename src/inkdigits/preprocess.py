@@ -9,8 +9,8 @@ picture so a user can see why a digit was misread (``inkdigits predict --save-pl
 
 from __future__ import annotations
 
-import contextlib
 import functools
+import math
 from dataclasses import dataclass, field
 
 import cv2
@@ -33,6 +33,10 @@ WORKING_SIDE = 640
 QUICK_SIDE = 96
 QUICK_MIN_DIGIT = 40
 QUICK_MIN_STROKE = 2.5
+# A digit found too small at QUICK_SIDE is looked for at the side where it would pass, with
+# this margin, when that side is under this share of WORKING_SIDE.
+RETRY_MARGIN = 1.25
+RETRY_SHARE = 0.75
 # Below this contrast between ink and background (on a 0..1 scale) there is nothing to read,
 # and ink must also stand this many times above the paper's grain.
 MIN_CONTRAST = 0.15
@@ -584,32 +588,40 @@ def frame_digit(
 def to_mnist(pixels: np.ndarray, keep_stages: bool = False) -> Preprocessed:
     """The whole chain for one digit; ``keep_stages`` records each intermediate picture.
 
-    Tried at QUICK_SIDE first, then, where that finds no digit or one too small or too
-    finely drawn to frame well from so few pixels, at WORKING_SIDE.
+    Tried at QUICK_SIDE first. Where that finds a digit too small or too finely drawn to
+    frame well from so few pixels, it is looked for again at the side where it would be
+    large enough (a digit that fills a fifth of a phone photo: about 300 pixels, a quarter
+    of the work of WORKING_SIDE), and where that fails, or nothing was found, at WORKING_SIDE.
     """
     gray = to_gray(pixels)
-    if max(gray.shape) > QUICK_SIDE:
-        with contextlib.suppress(NoDigitError):
-            quick = _digit_at(gray, QUICK_SIDE, keep_stages, quick=True)
-            if quick is not None:
-                return quick
-    result = _digit_at(gray, WORKING_SIDE, keep_stages)
+    side = QUICK_SIDE
+    while side < min(max(gray.shape), WORKING_SIDE):
+        try:
+            found, needed = _digit_at(gray, side, keep_stages, quick=True)
+        except NoDigitError:
+            break
+        if found is not None:
+            return found
+        # Only a side clearly short of WORKING_SIDE saves enough to be worth another pass.
+        side = needed if side == QUICK_SIDE and needed < RETRY_SHARE * WORKING_SIDE else WORKING_SIDE
+    result, _ = _digit_at(gray, WORKING_SIDE, keep_stages)
     assert result is not None
     return result
 
 
-def _digit_at(gray: np.ndarray, side: int, keep_stages: bool, quick: bool = False) -> Preprocessed | None:
+def _digit_at(gray: np.ndarray, side: int, keep_stages: bool, quick: bool = False) -> tuple[Preprocessed | None, int]:
+    """The digit framed from the picture at ``side``; with ``quick``, None where it is too
+    small or too thin there to frame well, and the side at which it would not be."""
     ink, scale, dark_ink, stages = _gray_ink_map(gray, side)
     ink = choose_digit(ink)
     x, y, w, h = ink_box(ink)
     crop = ink[y : y + h, x : x + w]
     stroke = None
     if quick:
-        if max(w, h) < QUICK_MIN_DIGIT:
-            return None
         stroke = stroke_width(crop)
-        if stroke < QUICK_MIN_STROKE:
-            return None
+        short = max(QUICK_MIN_DIGIT / max(w, h), QUICK_MIN_STROKE / max(stroke, 0.5))
+        if short > 1.0:
+            return None, math.ceil(side * short * RETRY_MARGIN)
     digit = frame_digit(crop, stages if keep_stages else None, stroke)
     box = tuple(round(v / scale) for v in (x, y, w, h))
-    return Preprocessed(digit, box, dark_ink, stages if keep_stages else {})  # type: ignore[arg-type]
+    return Preprocessed(digit, box, dark_ink, stages if keep_stages else {}), side  # type: ignore[arg-type]

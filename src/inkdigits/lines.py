@@ -105,20 +105,29 @@ def ctc_log_likelihood(log_probabilities: np.ndarray, text: str) -> float:
     step may stay on a state, move to the next, or skip a blank between two different
     characters (between two equal ones the blank is what keeps them two).
     """
+    return float(ctc_log_likelihoods(log_probabilities[None], text)[0])
+
+
+def ctc_log_likelihoods(log_probabilities: np.ndarray, text: str) -> np.ndarray:
+    """``ctc_log_likelihood`` under several readers at once (M x T x C -> M): one pass over
+    the steps for all of them, as the loop over steps is what costs."""
     labels = encode(text)
     if not labels:
-        return float(log_probabilities[:, BLANK].sum())
+        return log_probabilities[:, :, BLANK].sum(axis=1)
     states = np.full(2 * len(labels) + 1, BLANK, np.int64)
     states[1::2] = labels
     may_skip = np.zeros(len(states), bool)
     may_skip[3::2] = states[3::2] != states[1:-2:2]
-    alpha = np.full(len(states), -np.inf)
-    alpha[:2] = log_probabilities[0, states[:2]]
-    for step in range(1, len(log_probabilities)):
-        moved = np.concatenate(([-np.inf], alpha[:-1]))
-        skipped = np.where(may_skip, np.concatenate(([-np.inf, -np.inf], alpha[:-2])), -np.inf)
-        alpha = np.logaddexp(np.logaddexp(alpha, moved), skipped) + log_probabilities[step, states]
-    return float(np.logaddexp(alpha[-1], alpha[-2]))
+    emitted = log_probabilities[:, :, states]  # M x T x S
+    readers = len(log_probabilities)
+    alpha = np.full((readers, len(states)), -np.inf)
+    alpha[:, :2] = emitted[:, 0, :2]
+    blocked = np.full((readers, 1), -np.inf)
+    for step in range(1, log_probabilities.shape[1]):
+        moved = np.concatenate((blocked, alpha[:, :-1]), axis=1)
+        skipped = np.where(may_skip, np.concatenate((blocked, blocked, alpha[:, :-2]), axis=1), -np.inf)
+        alpha = np.logaddexp(np.logaddexp(alpha, moved), skipped) + emitted[:, step]
+    return np.logaddexp(alpha[:, -1], alpha[:, -2])
 
 
 def agreed_reading(member_probabilities: list[np.ndarray]) -> int:
@@ -133,6 +142,6 @@ def agreed_reading(member_probabilities: list[np.ndarray]) -> int:
     texts = ["".join(e.char for e in greedy_decode(p)) for p in member_probabilities]
     if len(set(texts)) == 1:
         return 0
-    logs = [np.log(np.maximum(p, 1e-12)) for p in member_probabilities]
-    scores = {text: sum(ctc_log_likelihood(log, text) for log in logs) for text in set(texts)}
+    logs = np.log(np.maximum(np.stack(member_probabilities), 1e-12))
+    scores = {text: float(ctc_log_likelihoods(logs, text).sum()) for text in set(texts)}
     return max(range(len(texts)), key=lambda i: scores[texts[i]])

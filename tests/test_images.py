@@ -40,15 +40,19 @@ def test_bytes_numpy_and_pil_inputs_agree(tmp_path):
     assert np.allclose(from_bytes, from_array) and np.allclose(from_array, from_pil)
 
 
-def test_exif_orientation_is_honoured(tmp_path):
-    # Stored landscape with orientation 6 ("rotate 90° clockwise to view"), as phones do.
-    stored = np.full((80, 120), 240, np.uint8)
-    stored[10:20, :] = 0  # a dark band along the top edge of the stored pixels
+def _sideways_jpeg(path, scale: int = 1):
+    """Stored landscape (80 x 120 times ``scale``) with orientation 6 ("rotate 90° clockwise
+    to view"), as phones do, and a dark band along the top edge of the stored pixels."""
+    stored = np.full((80 * scale, 120 * scale), 240, np.uint8)
+    stored[10 * scale : 20 * scale, :] = 0
     exif = Image.Exif()
     exif[0x0112] = 6
-    path = tmp_path / "phone.jpg"
     Image.fromarray(stored).save(path, exif=exif.tobytes(), quality=95)
-    pixels = load_image(path)
+    return path
+
+
+def test_exif_orientation_is_honoured(tmp_path):
+    pixels = load_image(_sideways_jpeg(tmp_path / "phone.jpg"))
     assert pixels.shape == (120, 80), "displayed upright: portrait"
     assert pixels[:, -20:-10].mean() < 0.2, "the top band is now on the right"
 
@@ -176,12 +180,6 @@ def test_only_jpegs_twice_the_needed_size_are_reduced(tmp_path):
 
 
 def test_a_reduced_decode_still_honours_exif_orientation(tmp_path):
-    stored = np.full((1600, 2400), 240, np.uint8)
-    stored[200:400, :] = 0  # a dark band along the top edge of the stored pixels
-    exif = Image.Exif()
-    exif[0x0112] = 6
-    path = tmp_path / "phone.jpg"
-    Image.fromarray(stored).save(path, exif=exif.tobytes(), quality=95)
-    pixels, scale = decode_image(path, side=640)
+    pixels, scale = decode_image(_sideways_jpeg(tmp_path / "phone.jpg", scale=20), side=640)
     assert pixels.shape == (1200, 800) and scale == 0.5, "displayed upright: portrait, halved"
     assert pixels[:, -190:-110].mean() < 0.2, "the top band is now on the right"

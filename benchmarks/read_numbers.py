@@ -11,7 +11,15 @@ Reported: exact-string accuracy of the digits (``text``) overall, per spacing ki
 format, exact ``text_full`` (separators kept), character error rate (edit distance over
 the digits), and the time per image.
 
-    python benchmarks/read_numbers.py [--count 1000] [--seed 0] [--model PATH] [--out DIR] [--json F]
+``--words P`` gives a share P of the rows a word beside the number, as on forms, cheques and
+notes: a printed label before it ("Total", "Date") or a handwritten one, or a unit after it
+("EUR", "kg"). The word is no number: the expected text is the digits alone. ``--tilt D``
+turns each page's writing by up to D degrees. Both default to 0 (the pages of the figures
+in README), and draw on random generators of their own, so the rest of each page is as
+without them.
+
+    python benchmarks/read_numbers.py [--count 1000] [--seed 0] [--words P] [--tilt D]
+        [--model PATH] [--reader PATH] [--out DIR] [--json F]
 """
 
 from __future__ import annotations
@@ -23,7 +31,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 from realistic import INKS, PAPERS, available_fonts, degrade, font_ink, lighting, lines, paper, shadow
 
 from inkdigits import Recognizer
@@ -31,6 +39,12 @@ from inkdigits.data import load_mnist
 
 SPACINGS = ("tight", "touching", "overlapping", "wide")
 FORMATS = ("amount", "date", "code", "phone")
+LABELS = ("Date", "Total", "Amount", "Tel.", "Phone", "No.", "Code", "Ref", "Sum", "Invoice", "Name", "Room",
+          "PIN", "Account", "Due", "Price", "Pay", "Order", "Qty", "Page")  # fmt: skip
+UNITS = ("EUR", "USD", "kg", "km", "cm", "pcs", "Fr.", "min")
+# Printed labels in the STIX faces matplotlib ships (every install has them); the word
+# finder learnt printed words from DejaVu, Liberation and FemkeKlaver only.
+PRINTED_FONTS = ("STIXGeneral.ttf", "STIXGeneralBol.ttf", "STIXGeneralItalic.ttf", "STIXGeneralBolIta.ttf")
 
 
 def number_text(kind: str, rng: np.random.Generator) -> str:
@@ -113,6 +127,50 @@ def write_row(text: str, glyphs: Glyphs, height: int, spacing: str, font: Path |
     return row[: ys.max() + 2, max(0, xs.min() - 2) : xs.max() + 3]
 
 
+def printed_fonts() -> list[Path]:
+    """Fonts for printed labels (``PRINTED_FONTS``), from matplotlib's own font folder."""
+    import matplotlib
+
+    folder = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
+    return [folder / name for name in PRINTED_FONTS if (folder / name).is_file()]
+
+
+def word_ink(word: str, font: Path, height: int) -> tuple[np.ndarray, int]:
+    """``word`` in ``font``, its capitals ``height`` pixels tall, and its baseline's row."""
+    face = ImageFont.truetype(str(font), 120)
+    canvas = Image.new("L", (120 * (len(word) + 2), 400), 0)
+    ImageDraw.Draw(canvas).text((60, 250), word, fill=255, font=face, anchor="ls")
+    ink = np.asarray(canvas, np.float32) / 255
+    ys, xs = np.nonzero(ink > 0.2)
+    crop = ink[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
+    _, capital_top, _, _ = face.getbbox("H", anchor="ls")
+    scale = height / max(1, -capital_top)
+    size = (max(2, round(crop.shape[1] * scale)), max(2, round(crop.shape[0] * scale)))
+    resized = cv2.resize(crop, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC)
+    return resized, round((250 - ys.min()) * scale)
+
+
+def with_word(row: np.ndarray, height: int, fonts: list[Path], handwritten: list[Path], rng) -> np.ndarray:
+    """The row with a word beside it: a label before it, printed or handwritten, or a unit after."""
+    after = rng.random() < 0.25
+    text = str(rng.choice(UNITS if after else LABELS))
+    written = bool(handwritten) and (not fonts or rng.random() < 0.4)
+    faces = handwritten if written else fonts
+    size = height * (rng.uniform(0.75, 1.0) if written else rng.uniform(0.4, 0.75))
+    word, baseline = word_ink(text, faces[int(rng.integers(0, len(faces)))], int(size))
+    gap = int(height * rng.uniform(0.6, 2.0))
+    # Word and digits on one baseline (the digits' bottom); the word's descenders below it.
+    shift = max(0, baseline - height)
+    top = height + shift - baseline
+    out = np.zeros((max(row.shape[0] + shift, top + word.shape[0]), row.shape[1] + gap + word.shape[1]), np.float32)
+    word_x, row_x = (row.shape[1] + gap, 0) if after else (0, word.shape[1] + gap)
+    out[shift : shift + row.shape[0], row_x : row_x + row.shape[1]] = row
+    out[top : top + word.shape[0], word_x : word_x + word.shape[1]] = np.maximum(
+        out[top : top + word.shape[0], word_x : word_x + word.shape[1]], word
+    )
+    return out
+
+
 def form_boxes(row: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """A comb of printed boxes around the writing, or one box around all of it."""
     h, w = row.shape
@@ -186,11 +244,13 @@ def compose_page(masks: list[np.ndarray], rng: np.random.Generator, ruled: bool,
     return degrade(rgb, rng, rng.uniform(0, 0.8), rng.uniform(0.005, 0.03), int(rng.integers(60, 92)))
 
 
-def generate(count: int, seed: int, images: np.ndarray, labels: np.ndarray, tilt: float = 0.0):
+def generate(count: int, seed: int, images: np.ndarray, labels: np.ndarray, tilt: float = 0.0, words: float = 0.0):
     """Yield (rgb, rows as written, spacing, format) deterministically; ``tilt``: the most
-    the writing is turned (degrees, either way)."""
+    the writing is turned (degrees, either way); ``words``: the share of rows with a word."""
     rng = np.random.default_rng(seed)
     tilts = np.random.default_rng([seed, 1])  # its own, so that no tilt leaves the pages as they were
+    wording = np.random.default_rng([seed, 2])  # likewise for words
+    printed = printed_fonts()
     fonts = available_fonts()
     glyphs = Glyphs(images, labels, fonts, rng)
     for index in range(count):
@@ -202,6 +262,8 @@ def generate(count: int, seed: int, images: np.ndarray, labels: np.ndarray, tilt
         masks = []
         for text in rows_written:
             mask = write_row(text, glyphs, height, spacing, font, rng)
+            if words and wording.random() < words:
+                mask = with_word(mask, height, printed, fonts, wording)
             extra = rng.random()
             if extra < 0.15:
                 mask = form_boxes(mask, rng)
@@ -253,6 +315,7 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--tilt", type=float, default=0.0, help="turn the writing by up to this many degrees")
+    parser.add_argument("--words", type=float, default=0.0, help="share of rows with a word beside the number")
     parser.add_argument("--model", help="digit model (default: bundled)")
     parser.add_argument("--reader", help="line reader ONNX (default: bundled)")
     parser.add_argument(
@@ -279,7 +342,7 @@ def main() -> None:
     errors = chars = 0
     times = []
     for index, (image, written, spacing, kind) in enumerate(
-        generate(args.count, args.seed, mnist.test_images, mnist.test_labels, args.tilt)
+        generate(args.count, args.seed, mnist.test_images, mnist.test_labels, args.tilt, args.words)
     ):
         expected = " ".join("".join(c for c in row if c.isdigit()) for row in written)
         started = time.perf_counter()

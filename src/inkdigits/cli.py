@@ -462,6 +462,14 @@ def add_reader_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=32, help="rows per batch (default 32)")
     parser.add_argument("--lr", type=float, default=2e-3, help="peak learning rate, OneCycle (default 0.002)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument(
+        "--words",
+        type=float,
+        default=0.0,
+        metavar="SHARE",
+        help="train the word finder instead: this share of rows gets words beside the number (a label, a unit), "
+        "their letters a class of their own, so that read can leave them out (default 0: the digit reader)",
+    )
     parser.add_argument("--threads", type=int, help="torch threads and row makers (default: physical cores)")
     parser.add_argument("--out", default="runs/reader", help="run folder (default runs/reader)")
     _add_data_dir(parser)

@@ -19,6 +19,11 @@ from .preprocess import MNIST_BOX, thicken
 ALPHABET = "0123456789.,-/"
 BLANK = 0  # class 0 is CTC's "nothing here"; class i + 1 is ALPHABET[i]
 CLASSES = len(ALPHABET) + 1
+# The word finder (``train-reader --words``) reads one more class: any letter of a word
+# written beside a number (a label, a unit), so that the word can be left out of the reading.
+WORD = "?"
+CHARACTERS = ALPHABET + WORD
+WORD_CLASSES = len(CHARACTERS) + 1
 LINE_HEIGHT = 32
 INK_HEIGHT = 26  # the row's ink fills this much of the height; the rest is a margin
 LEFT = 6  # blank columns before and after the ink
@@ -89,13 +94,13 @@ def greedy_decode(probabilities: np.ndarray) -> list[Emitted]:
                 out[-1].confidence = max(out[-1].confidence, p)
                 out[-1].last = step
             else:
-                out.append(Emitted(ALPHABET[cls - 1], p, step, step))
+                out.append(Emitted(CHARACTERS[cls - 1], p, step, step))
         previous = cls
     return out
 
 
 def encode(text: str) -> list[int]:
-    return [ALPHABET.index(c) + 1 for c in text]
+    return [CHARACTERS.index(c) + 1 for c in text]
 
 
 def ctc_log_likelihood(log_probabilities: np.ndarray, text: str) -> float:

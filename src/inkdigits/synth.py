@@ -537,6 +537,77 @@ def number_row_mask(
     return row
 
 
+def word_text(rng: np.random.Generator) -> str:
+    """A made-up word: capitalised, in capitals or in small letters, maybe with a stop or colon.
+    Two letters at least: one alone may be drawn exactly like a digit (o, l)."""
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    word = "".join(letters[i] for i in rng.integers(0, 26, int(rng.integers(2, 9))))
+    style = rng.random()
+    if style < 0.4:
+        word = word.capitalize()
+    elif style < 0.6:
+        word = word.upper()
+    if rng.random() < 0.2:
+        word += str(rng.choice([".", ":"]))
+    return word
+
+
+def word_row_mask(word: str, font: Path, height: int, rng: np.random.Generator) -> tuple[np.ndarray, int]:
+    """``word`` in ``font`` with capitals about ``height`` tall, a little warped: its ink and
+    the row its baseline is on."""
+    face = ImageFont.truetype(str(font), 96)
+    canvas = Image.new("L", (96 * (len(word) + 2), 320), 0)
+    ImageDraw.Draw(canvas).text(
+        (48, 220), word, fill=255, font=face, anchor="ls", stroke_width=int(rng.integers(0, 3)), stroke_fill=255
+    )
+    ink = _wobble(np.asarray(canvas, np.float32) / 255, rng, 4.0)
+    ys, xs = np.nonzero(ink > 0.2)
+    crop = ink[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
+    capital = max(1, -face.getbbox("H", anchor="ls")[1])
+    scale = height / capital
+    size = (max(2, round(crop.shape[1] * scale)), max(2, round(crop.shape[0] * scale)))
+    resized = cv2.resize(crop, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    return resized, round((220 - ys.min()) * scale)
+
+
+def with_words(row: np.ndarray, text: str, fonts: list[Path], rng: np.random.Generator) -> tuple[np.ndarray, str]:
+    """The row with a label written before the number or a unit after it (one or two words,
+    printed or handwritten, smaller than the digits or as large), and its text with each of
+    the words' characters as ``lines.WORD``. One in ten is words alone (a name on a form)."""
+    from .lines import WORD
+
+    ys = np.nonzero(row.max(axis=1) > 0.2)[0]
+    digits = row[ys.min() : ys.max() + 1]
+    height = digits.shape[0]
+    font = fonts[int(rng.integers(0, len(fonts)))]
+    size = max(8, int(height * rng.uniform(0.4, 1.0)))
+    words = [word_text(rng) for _ in range(1 if rng.random() < 0.75 else 2)]
+    masks = [word_row_mask(word, font, size, rng) for word in words]
+    # Words and digits on one baseline, the digits' bottom; descenders below it.
+    above = max(height, *(baseline for _, baseline in masks))
+    below = max(mask.shape[0] - baseline for mask, baseline in masks)
+    gaps = [int(size * rng.uniform(0.35, 0.7)) for _ in masks[1:]] + [0]
+    words_width = sum(mask.shape[1] + gap for (mask, _), gap in zip(masks, gaps, strict=True))
+    alone = rng.random() < 0.1
+    after = not alone and rng.random() < 0.3
+    space = int(height * rng.uniform(0.5, 2.0))
+    out = np.zeros((above + below + 2, words_width + (0 if alone else space + digits.shape[1]) + 4), np.float32)
+
+    def put(mask: np.ndarray, y: int, x: int) -> None:
+        window = out[y : y + mask.shape[0], x : x + mask.shape[1]]
+        np.maximum(window, mask[: window.shape[0], : window.shape[1]], out=window)
+
+    x = 2 + (digits.shape[1] + space if after else 0)
+    for (mask, baseline), gap in zip(masks, gaps, strict=True):
+        put(mask, above - baseline, x)
+        x += mask.shape[1] + gap
+    letters = WORD * sum(len(word) for word in words)
+    if alone:
+        return out, letters
+    put(digits, above - height, 2 if after else 2 + words_width + space)
+    return out, text + letters if after else letters + text
+
+
 def _row_augment(row: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """A slight slant, tilt and wobble of the whole row, and broken strokes."""
     h, w = row.shape
@@ -555,14 +626,25 @@ def _row_augment(row: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def number_line(
-    images_by_digit: list[np.ndarray], fonts: list[Path], rng: np.random.Generator, photographed: bool
+    images_by_digit: list[np.ndarray],
+    fonts: list[Path],
+    rng: np.random.Generator,
+    photographed: bool,
+    words: float = 0.0,
+    word_fonts: list[Path] | None = None,
 ) -> tuple[np.ndarray, str] | None:
     """One training row for the line reader: (its ink cropped as ``Recognizer.read`` crops a
     row, the characters it shows). ``photographed`` rows go through a simulated camera, then
     are found and cropped by the page reader itself (``segment.find_rows``), artefacts and all.
-    None when the ink did not survive or did not come out as one row."""
+    None when the ink did not survive or did not come out as one row.
+
+    ``words``: the share of rows with words beside the number (``with_words``), for the word
+    finder, each of their letters shown as ``lines.WORD``; drawn from ``word_fonts``."""
     text = number_text(rng)
-    row = _row_augment(number_row_mask(text, images_by_digit, fonts, rng), rng)
+    row = number_row_mask(text, images_by_digit, fonts, rng)
+    if words and word_fonts and rng.random() < words:
+        row, text = with_words(row, text, word_fonts, rng)
+    row = _row_augment(row, rng)
     if photographed:
         try:
             # as Recognizer.read gives it to find_rows: float pixels in [0, 1], not uint8

@@ -32,10 +32,23 @@ from .data import load_mnist
 from .errors import InkdigitsError, ModelError
 from .export import export_line_reader, export_line_readers
 from .fsutil import write_json_atomic
-from .lines import ALPHABET, CLASSES, FRAME, MAX_WIDTH, agreed_reading, encode, greedy_decode, line_input, pad_batch
+from .lines import (
+    ALPHABET,
+    CHARACTERS,
+    CLASSES,
+    FRAME,
+    MAX_WIDTH,
+    WORD,
+    WORD_CLASSES,
+    agreed_reading,
+    encode,
+    greedy_decode,
+    line_input,
+    pad_batch,
+)
 from .models import READER_SIZES, LineReader
 from .progress import Progress
-from .synth import handwriting_fonts, number_line
+from .synth import handwriting_fonts, number_line, training_fonts
 from .train import git_commit, physical_cores, versions
 
 VALIDATION_DIGITS = 5000
@@ -48,13 +61,14 @@ def _digit_pools(images: np.ndarray, labels: np.ndarray) -> list[np.ndarray]:
     return [images[labels == d] for d in range(10)]
 
 
-def _make_rows(job: tuple[np.ndarray, np.ndarray, int, int]) -> list[tuple[np.ndarray, str]]:
-    images, labels, count, seed = job
+def _make_rows(job: tuple[np.ndarray, np.ndarray, int, int, float]) -> list[tuple[np.ndarray, str]]:
+    images, labels, count, seed, words = job
     rng = np.random.default_rng(seed)
     pools, fonts = _digit_pools(images, labels), handwriting_fonts()
+    word_fonts = training_fonts() + fonts  # printed and handwritten; none a benchmark's
     rows: list[tuple[np.ndarray, str]] = []
     while len(rows) < count:
-        made = number_line(pools, fonts, rng, photographed=rng.random() < PHOTOGRAPHED)
+        made = number_line(pools, fonts, rng, rng.random() < PHOTOGRAPHED, words, word_fonts)
         if made is not None:
             image = line_input(made[0]).image
             rows.append(((image * 255).round().astype(np.uint8), made[1]))
@@ -62,11 +76,14 @@ def _make_rows(job: tuple[np.ndarray, np.ndarray, int, int]) -> list[tuple[np.nd
 
 
 def make_rows(
-    images: np.ndarray, labels: np.ndarray, count: int, seed: int, workers: int, label: str
+    images: np.ndarray, labels: np.ndarray, count: int, seed: int, workers: int, label: str, words: float = 0.0
 ) -> list[tuple[np.ndarray, str]]:
-    """``count`` rows in chunks over ``workers`` processes; the same seed gives the same rows."""
+    """``count`` rows in chunks over ``workers`` processes; the same seed gives the same rows.
+    ``words``: the share of rows with words beside the number (for the word finder)."""
     chunk = 500
-    jobs = [(images, labels, min(chunk, count - start), seed * 100_003 + start) for start in range(0, count, chunk)]
+    jobs = [
+        (images, labels, min(chunk, count - start), seed * 100_003 + start, words) for start in range(0, count, chunk)
+    ]
     rows: list[tuple[np.ndarray, str]] = []
     with Progress(count, label, unit="row") as bar, multiprocessing.get_context("spawn").Pool(workers) as pool:
         for made in pool.imap(_make_rows, jobs):
@@ -133,7 +150,8 @@ def exact_rate(models: nn.Module | list[nn.Module], rows: list[tuple[np.ndarray,
 
 
 def _recipe(args: argparse.Namespace) -> dict[str, Any]:
-    settings = {k: getattr(args, k) for k in ("size", "rows", "val_rows", "epochs", "batch_size", "lr", "seed")}
+    names = ("size", "rows", "val_rows", "epochs", "batch_size", "lr", "seed", "words")
+    settings = {k: getattr(args, k) for k in names}
     return settings | {
         "photographed_share": PHOTOGRAPHED,
         "stretched_share": STRETCHED,
@@ -173,13 +191,21 @@ def train_reader(args: argparse.Namespace) -> int:
     torch.manual_seed(args.seed)
     data = load_mnist(args.data_dir)
     split = len(data.train_images) - VALIDATION_DIGITS
+    words = args.words
     train_rows = make_rows(
-        data.train_images[:split], data.train_labels[:split], args.rows, args.seed, threads, "training rows"
+        data.train_images[:split], data.train_labels[:split], args.rows, args.seed, threads, "training rows", words
     )
     val_rows = make_rows(
-        data.train_images[split:], data.train_labels[split:], args.val_rows, args.seed + 1, threads, "validation rows"
+        data.train_images[split:],
+        data.train_labels[split:],
+        args.val_rows,
+        args.seed + 1,
+        threads,
+        "validation rows",
+        words,
     )
-    model = LineReader(CLASSES, args.size)
+    alphabet = CHARACTERS if words else ALPHABET
+    model = LineReader(WORD_CLASSES if words else CLASSES, args.size)
     model.bf16_features = torch.ops.mkldnn._is_mkldnn_bf16_supported()
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
     steps_per_epoch = math.ceil(len(train_rows) / args.batch_size)
@@ -205,7 +231,7 @@ def train_reader(args: argparse.Namespace) -> int:
         print(f"epoch {epoch}: loss {history[-1]['loss']:.4f}, validation rows read exactly {val_exact:.2%}")
         meta = {
             "architecture": "line-reader",
-            "alphabet": ALPHABET,
+            "alphabet": alphabet,
             "history": history,
             "recipe": _recipe(args),
             "git_commit": commit,
@@ -213,13 +239,15 @@ def train_reader(args: argparse.Namespace) -> int:
         save_checkpoint(out, model, meta, stem=STEM)
     card = {
         "architecture": "line-reader",
-        "task": "read a row of handwritten digits and separators (CTC)",
-        "alphabet": ALPHABET,
+        "task": "read a row of handwritten digits and separators (CTC)"
+        + (f", and the letters of words beside them as {WORD!r}" if words else ""),
+        "alphabet": alphabet,
         "recipe": _recipe(args),
         "data": {"sha256": data.digests},
         "metrics": {"validation_rows_exact": history[-1]["val_exact"], "validation_rows": len(val_rows)},
         "training_seconds": round(time.perf_counter() - started, 1),
-        "reproduce": "inkdigits train-reader --data-dir DATA --out runs/reader",
+        "reproduce": "inkdigits train-reader --data-dir DATA --out runs/reader"
+        + (f" --words {words}" if words else ""),
         "versions": versions() | {"inkdigits": __version__},
     }
     export_line_reader(model.eval(), out / f"{STEM}.onnx", card)
@@ -245,7 +273,7 @@ def load_reader(run: str | Path) -> tuple[LineReader, dict[str, Any]]:
     size = meta.get("recipe", {}).get("size") or next(
         (name for name, (_, hidden, _) in READER_SIZES.items() if head.shape[1] == 2 * hidden), "large"
     )
-    model = LineReader(CLASSES, size)
+    model = LineReader(len(meta.get("alphabet", ALPHABET)) + 1, size)
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:

@@ -318,6 +318,7 @@ def main() -> None:
     parser.add_argument("--words", type=float, default=0.0, help="share of rows with a word beside the number")
     parser.add_argument("--model", help="digit model (default: bundled)")
     parser.add_argument("--reader", help="line reader ONNX (default: bundled)")
+    parser.add_argument("--word-finder", help="word finder ONNX (default: bundled; 'none': no word finder)")
     parser.add_argument(
         "--segment-only", action="store_true", help="no line reader: recognition-driven segmentation alone"
     )
@@ -328,10 +329,14 @@ def main() -> None:
     args = parser.parse_args()
     available_fonts(warn=True)
     mnist = load_mnist(args.data_dir, progress=False)
-    recognizer = Recognizer.load(args.model, threads=1, reader=args.reader)
+    finder = None if args.word_finder == "none" else args.word_finder
+    recognizer = Recognizer.load(args.model, threads=1, reader=args.reader, word_finder=finder)
     if args.segment_only:
         recognizer.reader = None
+    if args.word_finder == "none":
+        recognizer.word_finder = None
     print(f"rows read by: {recognizer.reader.path if recognizer.reader else 'segmentation + digit model'}")
+    print(f"words left out by: {recognizer.word_finder.path if recognizer.word_finder else 'nothing'}")
     if args.tilt:
         print(f"the writing on every page turned by up to {args.tilt:g} degrees either way")
     out = Path(args.out) if args.out else None

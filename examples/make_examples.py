@@ -141,6 +141,27 @@ def main() -> None:
     cv2.rectangle(page, (200, 190), (700, 370), (0.35, 0.35, 0.4), 3)
     save("number-cheque.jpg", noise(lighting(page, 0.3), 0.02), quality=85)
 
+    # A form (for `inkdigits read`): printed labels and unit, a handwritten date and amount
+    # beside them. The words are no number: read leaves them out.
+    size = (1000, 400)
+    printed = "truetype/dejavu/DejaVuSans.ttf"
+    labels = np.maximum.reduce(
+        [
+            render("Date:", printed, 52, size, (110, 110)),
+            render("Total:", printed, 52, size, (115, 290)),
+            render("EUR", printed, 52, size, (720, 290)),
+        ]
+    )
+    writing = np.maximum.reduce(
+        [
+            render("03.12.2026", "truetype/fifthhorseman/dkg.ttf", 100, size, (480, 100)),
+            render("86,40", "truetype/fifthhorseman/dkg.ttf", 110, size, (400, 280)),
+        ]
+    )
+    page = on_paper(writing, (0.96, 0.96, 0.93), (0.1, 0.15, 0.55))
+    page = page * (1 - labels[..., None]) + np.array((0.15, 0.15, 0.15), np.float32) * labels[..., None]
+    save("number-form.jpg", noise(lighting(page, 0.25), 0.02), quality=85)
+
 
 if __name__ == "__main__":
     main()

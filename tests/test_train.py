@@ -16,6 +16,7 @@ from PIL import Image
 from conftest import ROOT, run_cli
 from inkdigits.checkpoint import load_checkpoint
 from inkdigits.data import MNIST_FILES
+from inkdigits.errors import ModelError
 from inkdigits.export import torch_probabilities
 from inkdigits.fsutil import write_json_atomic
 from inkdigits.models import InputNorm
@@ -186,3 +187,22 @@ def test_ctc_likelihood_matches_torch(tmp_path):
             log_probabilities, labels, torch.tensor([40]), torch.tensor([len(text)]), reduction="sum"
         )
         assert ctc_log_likelihood(log_probabilities[:, 0].numpy(), text) == pytest.approx(float(expected), abs=1e-3)
+
+
+def test_train_reader_words_trains_a_word_finder_the_runtime_loads(tmp_path, mnist_dir):
+    """A tiny word-finder run: rows with words beside their numbers, one class more (a word's
+    letter), loaded by the runtime as the word finder and refused as a line reader."""
+    run = tmp_path / "words"
+    result = run_cli(
+        "train-reader", "--words", "0.5", "--rows", "64", "--val-rows", "16", "--epochs", "1",
+        "--batch-size", "16", "--threads", "1", "--out", str(run), "--data-dir", str(mnist_dir),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    meta = json.loads((run / "reader.json").read_text())
+    assert meta["alphabet"] == "0123456789.,-/?" and meta["recipe"]["words"] == 0.5
+    recognizer = Recognizer.load(word_finder=run / "reader.onnx")
+    [rows] = recognizer.word_finder.probabilities(np.zeros((2, 1, 32, 100), np.float32))
+    assert rows.shape == (2, 50, 16)  # the digit reader's 15 classes and a word's letter
+    recognizer.read(np.full((120, 300), 255, np.uint8))  # a blank page: an empty reading, no error
+    with pytest.raises(ModelError, match="is not an inkdigits line reader"):
+        Recognizer.load(reader=run / "reader.onnx")

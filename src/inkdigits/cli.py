@@ -88,6 +88,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="line reader ONNX from 'inkdigits train-reader' (default: bundled; rows are then read whole)",
     )
     read.add_argument(
+        "--word-finder",
+        metavar="PATH",
+        help="word finder ONNX from 'inkdigits train-reader --words' (default: bundled): words beside a number "
+        "(a label, a unit) are left out of its reading",
+    )
+    read.add_argument(
         "--json",
         action="store_true",
         help='print JSON Lines: {"file", "text", "lines": [{"text", "text_full", "box", "confidence", '
@@ -370,7 +376,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_read(args: argparse.Namespace) -> int:
     from .recognize import Recognizer
 
-    recognizer = Recognizer.load(args.model, max_pixels=args.max_pixels, reader=args.reader)
+    recognizer = Recognizer.load(
+        args.model, max_pixels=args.max_pixels, reader=args.reader, word_finder=args.word_finder
+    )
     code = EXIT_OK
     for name in args.images:
         try:

@@ -223,7 +223,7 @@ def find_rows(pixels: np.ndarray) -> Page:
     rows = group_rows(big, stats)
     # A "row" of marks all much shorter than the writing (a comma's tail below the line, a
     # broken stroke) is not a row: its marks are left to the rows beside them.
-    short = [r for r in rows if np.median([stats[i, cv2.CC_STAT_HEIGHT] for i in r]) < SHORT_ROW * height]
+    short = [r for r in rows if max(stats[i, cv2.CC_STAT_HEIGHT] for i in r) < SHORT_ROW * height]
     small += [i for r in short for i in r]
     for members in (r for r in rows if r not in short):
         row_height = float(np.median([stats[i, cv2.CC_STAT_HEIGHT] for i in members]))

@@ -37,6 +37,11 @@ class LineInput:
     scale_x: float  # input columns per crop column
     grown: int  # pixels thickening added around the crop
 
+    @property
+    def steps(self) -> int:
+        """The reader's output steps for this row (one per FRAME columns, the last one partial)."""
+        return -(-self.image.shape[1] // FRAME)
+
 
 def line_input(ink: np.ndarray) -> LineInput:
     """A row's ink, cropped to it (white on black, 0..1) -> the reader's fixed-height input.

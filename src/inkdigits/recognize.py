@@ -342,23 +342,22 @@ class Recognizer:
     def _read_rows(self, page: Page) -> list[LineReading | None]:
         """Each row through the line reader in one batch; CTC's best path per row (with several
         readers, the best path of the reading they find likeliest together)."""
-        from .lines import FRAME, agreed_reading, line_input, pad_batch
+        from .lines import agreed_reading, line_input, pad_batch
 
         assert self.reader is not None
         crops = [page.row_ink(row) for row in page.rows]
         inputs = [line_input(ink) for ink, _ in crops]
-        if self.word_finder is not None and inputs:
-            crops, inputs = self._without_words(crops, inputs)
         if not inputs:
             return []
+        if self.word_finder is not None:
+            crops, inputs = self._without_words(crops, inputs)
         members = self.reader.probabilities(pad_batch([i.image for i in inputs]))
         lines: list[LineReading | None] = []
         for index, (row, (ink, origin), line) in enumerate(zip(page.rows, crops, inputs, strict=True)):
             if not ink.any():  # words only
                 lines.append(None)
                 continue
-            steps = -(-line.image.shape[1] // FRAME)
-            readings = [member[index, :steps] for member in members]
+            readings = [member[index, : line.steps] for member in members]
             chosen = readings[agreed_reading(readings)]
             lines.append(_row_reading(page, row, ink, origin, line, chosen, self._digit_probabilities))
         return lines
@@ -368,19 +367,20 @@ class Recognizer:
     ) -> tuple[list[tuple[np.ndarray, tuple[int, int]]], list[LineInput]]:
         """The rows with the words beside their numbers (a label, a unit, a name) taken out,
         as the word finder sees them: a word is read as digits otherwise ("EUR" as 502)."""
-        from .lines import FRAME, greedy_decode, line_input, pad_batch
+        from .lines import greedy_decode, line_input, pad_batch
 
         assert self.word_finder is not None
         (found,) = self.word_finder.probabilities(pad_batch([i.image for i in inputs]))
+        kept_crops, kept_inputs = [], []
         for index, ((ink, origin), line) in enumerate(zip(crops, inputs, strict=True)):
-            steps = -(-line.image.shape[1] // FRAME)
-            words = _word_spans(greedy_decode(found[index, :steps]), line)
-            if not words:
-                continue
-            ink, origin = _ink_outside(ink, origin, words)
-            crops[index] = ink, origin
-            inputs[index] = line_input(ink) if ink.any() else line
-        return crops, inputs
+            words = _word_spans(greedy_decode(found[index, : line.steps]), line)
+            if words:
+                ink, origin = _ink_outside(ink, origin, words)
+                # a row of words alone keeps its old input, only to hold its place in the batch
+                line = line_input(ink) if ink.any() else line
+            kept_crops.append((ink, origin))
+            kept_inputs.append(line)
+        return kept_crops, kept_inputs
 
     def _segment_rows(self, page: Page) -> list[LineReading | None]:
         """Per row, the digit model's likeliest split of the row's blobs (None: no digit)."""

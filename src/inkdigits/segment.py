@@ -342,8 +342,8 @@ def rescue_faint_ink(ink: np.ndarray, darkness: np.ndarray, bands: np.ndarray, h
     # times faster than on floats with kernels this long; only a level above 0.1 matters).
     levels = cv2.convertScaleAbs(stretched, alpha=255)
     joined = cv2.morphologyEx(levels, cv2.MORPH_CLOSE, np.ones((1, max(3, int(0.3 * height))), np.uint8))
-    level = cv2.morphologyEx(joined, cv2.MORPH_OPEN, np.ones((1, max(3, int(1.5 * height))), np.uint8))
-    stretched = np.where(cv2.dilate(level, np.ones((3, 1), np.uint8)) > 25, 0.0, stretched)
+    straight = cv2.morphologyEx(joined, cv2.MORPH_OPEN, np.ones((1, max(3, int(1.5 * height))), np.uint8))
+    stretched = np.where(cv2.dilate(straight, np.ones((3, 1), np.uint8)) > 25, 0.0, stretched)
     rescued = ink.astype(np.float32)  # a copy
     rescued[part] = np.where(faint[part], np.maximum(ink[part], stretched), ink[part])
     return rescued

@@ -58,6 +58,8 @@ PRINTED_BAR_SHARE = 0.4
 PRINTED_BAR_HEIGHT = 0.8
 # A row whose marks are typically shorter than this share of the text height is no row.
 SHORT_ROW = 0.6
+# A mark joins a longer row beside it when this share of its height lies in the row's band.
+STRAGGLER_SHARE = 0.25
 # A row's reading takes in loose ink (a faded stroke's pieces, a separator) up to this many
 # text heights beyond its ends.
 ROW_REACH = 1.5
@@ -220,7 +222,7 @@ def find_rows(pixels: np.ndarray) -> Page:
     } | _box_sides(big, stats, labels, height)
     big = [i for i in big if i not in page.ignored]
     small = [i for i in blobs if stats[i, cv2.CC_STAT_HEIGHT] < SMALL * height]
-    rows = group_rows(big, stats)
+    rows = join_stragglers(group_rows(big, stats), stats, height)
     # A "row" of marks all much shorter than the writing (a comma's tail below the line, a
     # broken stroke) is not a row: its marks are left to the rows beside them.
     short = [r for r in rows if max(stats[i, cv2.CC_STAT_HEIGHT] for i in r) < SHORT_ROW * height]
@@ -571,6 +573,40 @@ def group_rows(blobs: list[int], stats: np.ndarray) -> list[list[int]]:
             bottoms = [stats[b, cv2.CC_STAT_TOP] + stats[b, cv2.CC_STAT_HEIGHT] for b in rows[best]]
             bands[best] = (float(np.median(tops)), float(np.median(bottoms)))
     return rows
+
+
+def join_stragglers(rows: list[list[int]], stats: np.ndarray, height: float) -> list[list[int]]:
+    """Rows of one or two marks hanging off a longer row's end, half in its band, joined to it.
+
+    A letter reaching below the line (the g of "kg", the p of "pcs") shares less than half
+    its height with the digits' band, so ``group_rows`` gives it a row of its own, where one
+    letter alone is no word to the word finder and is read as a digit. A straggler lies
+    within a text height of the row's ends and has at least STRAGGLER_SHARE of its height
+    in the row's band; a second row of writing below the first lies outside its band.
+    """
+
+    def band(members: list[int]) -> tuple[float, float]:
+        tops = [stats[i, cv2.CC_STAT_TOP] for i in members]
+        bottoms = [stats[i, cv2.CC_STAT_TOP] + stats[i, cv2.CC_STAT_HEIGHT] for i in members]
+        return float(np.median(tops)), float(np.median(bottoms))
+
+    def joins(straggler: list[int], row: list[int]) -> bool:
+        top, bottom = band(row)
+        left = min(stats[i, cv2.CC_STAT_LEFT] for i in row) - height
+        right = max(stats[i, cv2.CC_STAT_LEFT] + stats[i, cv2.CC_STAT_WIDTH] for i in row) + height
+        for i in straggler:
+            x, y, w, h = (int(v) for v in stats[i, :4])
+            if x + w < left or x > right or (min(bottom, y + h) - max(top, y)) < STRAGGLER_SHARE * h:
+                return False
+        return True
+
+    kept = sorted(rows, key=len, reverse=True)
+    for short in [r for r in kept if len(r) <= 2]:
+        host = next((r for r in kept if r is not short and len(r) > len(short) and joins(short, r)), None)
+        if host is not None:
+            host.extend(short)
+            kept.remove(short)
+    return kept
 
 
 def build_row(

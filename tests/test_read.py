@@ -237,6 +237,42 @@ def test_readers_agree_on_the_reading_they_find_likeliest_together():
     assert agreed_reading([unsure]) == 0 and agreed_reading([sure, sure]) == 0
 
 
+def _written(text: str, doubt: dict[int, tuple[str, float]]) -> np.ndarray:
+    """Per-step probabilities of a reader reading ``text``, a blank between characters; at
+    the characters in ``doubt`` it gives the other character that share of its belief."""
+    from inkdigits.lines import ALPHABET
+
+    steps = []
+    for index, char in enumerate(text):
+        other, share = doubt.get(index, (char, 0.0))
+        steps += [((0,), (0.9,)), ((ALPHABET.index(char) + 1, ALPHABET.index(other) + 1), (0.9 - share, share))]
+    steps.append(((0,), (0.9,)))
+    out = np.full((len(steps), 15), 0.1 / 14, np.float32)
+    for step, (classes, shares) in enumerate(steps):
+        for cls, p in zip(classes, shares, strict=True):
+            out[step, cls] += p - 0.1 / 14
+    return out / out.sum(1, keepdims=True)
+
+
+def test_a_slash_read_as_1_in_a_date_is_a_slash_and_a_lone_slash_a_1():
+    from inkdigits.lines import greedy_decode, slashes_settled
+
+    def settled(text: str, doubt: dict[int, tuple[str, float]]) -> str:
+        members = [_written(text, doubt)] * 3
+        return "".join(e.char for e in slashes_settled(members, greedy_decode(members[0])))
+
+    # the second slash of a date, read as a 1 but with doubt: the date
+    assert settled("19/0912000", {5: ("/", 0.3)}) == "19/09/2000"
+    # a lone slash in an amount, with doubt: the 1 it was
+    assert settled("36/74,64", {2: ("1", 0.3)}) == "36174,64"
+    # where the readers are sure, they keep their reading: a real 1, a real slash
+    assert settled("19/0912000", {5: ("/", 0.0005)}) == "19/0912000"
+    assert settled("12/3", {}) == "12/3"
+    # no date has a 13th month: the 1s of a code stay 1s
+    assert settled("3118132024", {2: ("/", 0.3), 5: ("/", 0.3)}) == "3118132024"
+    assert settled("3110112024", {2: ("/", 0.3), 5: ("/", 0.3)}) == "31/01/2024"
+
+
 def test_photographed_training_rows_are_found_and_cropped_by_the_page_reader(mnist):
     """The reader's photographed rows go through ``find_rows`` as ``Recognizer.read`` does; if
     the page came in the wrong form (uint8) every one of them would be blank and dropped, and

@@ -9,6 +9,7 @@ into text. This module is torch-free: it is used both to make training rows and 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import cv2
@@ -29,6 +30,14 @@ INK_HEIGHT = 26  # the row's ink fills this much of the height; the rest is a ma
 LEFT = 6  # blank columns before and after the ink
 FRAME = 2  # input columns per output step
 MAX_WIDTH = 2400  # widest input; a longer row is squeezed horizontally
+# Slashes belong to dates. A steep handwritten slash and a slanted 1 are one stroke alike,
+# and the readers take either for the other; a date's shape tells them apart. Log
+# likelihoods, nats per reader: the readers' text must be likelier than a date's by more
+# than DATE_PRIOR, and a text with one slash that is no date's than one without by LONE_SLASH
+# (set on the development pages: the readings a person would give scored -3.0 at worst).
+DATE = re.compile(r"(\d{1,2})/(\d{1,2})/(?:\d{2}|\d{4})")
+DATE_PRIOR = 2.5
+LONE_SLASH = 3.0
 
 
 @dataclass
@@ -155,3 +164,56 @@ def agreed_reading(member_probabilities: list[np.ndarray]) -> int:
     logs = np.log(np.maximum(np.stack(member_probabilities), 1e-12))
     scores = {text: float(ctc_log_likelihoods(logs, text).sum()) for text in set(texts)}
     return max(range(len(texts)), key=lambda i: scores[texts[i]])
+
+
+def slashes_settled(member_probabilities: list[np.ndarray], emitted: list[Emitted]) -> list[Emitted]:
+    """The best path with its 1s and slashes where a date puts them: "19/0912000" (a slash
+    read as 1) is "19/09/2000", "1/45" (a 1 read as a slash) is "1145", each only where the
+    readers find that reading nearly as likely as their own (``DATE_PRIOR``, ``LONE_SLASH``).
+
+    A changed character's confidence is the one it was emitted with (that a character is
+    there) times the share of the likelihood its reading holds among those weighed.
+    """
+    text = "".join(e.char for e in emitted)
+    alternatives = _slash_alternatives(text)
+    if not alternatives:
+        return emitted
+    logs = np.log(np.maximum(np.stack(member_probabilities), 1e-12))
+    texts = [text, *sorted(alternatives)]
+    scores = np.array([ctc_log_likelihoods(logs, t).mean() + _slash_prior(t) for t in texts])
+    best = int(scores.argmax())
+    if best == 0:
+        return emitted
+    share = float(np.exp(scores[best] - np.logaddexp.reduce(scores)))
+    return [
+        e if char == e.char else Emitted(char, e.confidence * share, e.first, e.last)
+        for e, char in zip(emitted, texts[best], strict=True)
+    ]
+
+
+def _is_date(text: str) -> bool:
+    match = DATE.fullmatch(text)
+    if match is None:
+        return False
+    month, day = sorted((int(match[1]), int(match[2])))  # day first or month first
+    return 1 <= month <= 12 and day <= 31
+
+
+def _slash_prior(text: str) -> float:
+    if _is_date(text):
+        return DATE_PRIOR
+    return -LONE_SLASH if text.count("/") == 1 else 0.0
+
+
+def _slash_alternatives(text: str) -> set[str]:
+    """Texts of the same length with 1s and slashes swapped that could be what was written:
+    a lone slash as a 1, or a 1 as the slash a date lacks; ten or eight digits with 1s where
+    a date's slashes go, as that date."""
+    if text.count("/") == 1 and not _is_date(text):
+        ones = (k for k, char in enumerate(text) if char == "1")
+        dates = {t for t in (text[:k] + "/" + text[k + 1 :] for k in ones) if _is_date(t)}
+        return {text.replace("/", "1"), *dates}
+    if text.isdigit() and len(text) in (8, 10) and text[2] == text[5] == "1":
+        date = f"{text[:2]}/{text[3:5]}/{text[6:]}"
+        return {date} if _is_date(date) else set()
+    return set()

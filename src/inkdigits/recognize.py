@@ -342,7 +342,7 @@ class Recognizer:
     def _read_rows(self, page: Page) -> list[LineReading | None]:
         """Each row through the line reader in one batch; CTC's best path per row (with several
         readers, the best path of the reading they find likeliest together)."""
-        from .lines import agreed_reading, line_input, pad_batch
+        from .lines import agreed_reading, greedy_decode, line_input, pad_batch, slashes_settled
 
         assert self.reader is not None
         crops = [page.row_ink(row) for row in page.rows]
@@ -358,8 +358,8 @@ class Recognizer:
                 lines.append(None)
                 continue
             readings = [member[index, : line.steps] for member in members]
-            chosen = readings[agreed_reading(readings)]
-            lines.append(_row_reading(page, row, ink, origin, line, chosen, self._digit_probabilities))
+            emitted = slashes_settled(readings, greedy_decode(readings[agreed_reading(readings)]))
+            lines.append(_row_reading(page, row, ink, origin, line, emitted, self._digit_probabilities))
         return lines
 
     def _without_words(
@@ -493,14 +493,11 @@ def _row_reading(
     ink: np.ndarray,
     origin: tuple[int, int],
     line: LineInput,
-    probabilities: np.ndarray,
+    emitted: list[Emitted],
     digit_model: Callable[[np.ndarray], np.ndarray],
 ) -> LineReading | None:
     """The line reader's characters, each given the ink between its neighbours' midpoints
     (``digit_model``: calibrated probabilities for MNIST-framed crops, to check the reader)."""
-    from .lines import greedy_decode
-
-    emitted = greedy_decode(probabilities)
     centres = [e.centre_column(line) for e in emitted]
     bounds = [0.0, *((a + b) / 2 for a, b in itertools.pairwise(centres)), float(ink.shape[1])]
     columns = ink > 0.2

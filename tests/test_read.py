@@ -239,27 +239,31 @@ def test_readers_agree_on_the_reading_they_find_likeliest_together():
 
 def _written(text: str, doubt: dict[int, tuple[str, float]]) -> np.ndarray:
     """Per-step probabilities of a reader reading ``text``, a blank between characters; at
-    the characters in ``doubt`` it gives the other character that share of its belief."""
+    the characters in ``doubt`` it gives the other character ("": none) that share of its
+    belief."""
     from inkdigits.lines import ALPHABET
+
+    def number(char: str) -> int:
+        return ALPHABET.index(char) + 1 if char else 0  # "": CTC's blank
 
     steps = []
     for index, char in enumerate(text):
         other, share = doubt.get(index, (char, 0.0))
-        steps += [((0,), (0.9,)), ((ALPHABET.index(char) + 1, ALPHABET.index(other) + 1), (0.9 - share, share))]
-    steps.append(((0,), (0.9,)))
-    out = np.full((len(steps), 15), 0.1 / 14, np.float32)
+        steps += [((0,), (0.99,)), ((number(char), number(other)), (0.99 - share, share))]
+    steps.append(((0,), (0.99,)))
+    out = np.full((len(steps), 15), 0.01 / 14, np.float32)
     for step, (classes, shares) in enumerate(steps):
         for cls, p in zip(classes, shares, strict=True):
-            out[step, cls] += p - 0.1 / 14
+            out[step, cls] += p - 0.01 / 14
     return out / out.sum(1, keepdims=True)
 
 
 def test_a_slash_read_as_1_in_a_date_is_a_slash_and_a_lone_slash_a_1():
-    from inkdigits.lines import greedy_decode, slashes_settled
+    from inkdigits.lines import as_written, greedy_decode
 
     def settled(text: str, doubt: dict[int, tuple[str, float]]) -> str:
         members = [_written(text, doubt)] * 3
-        return "".join(e.char for e in slashes_settled(members, greedy_decode(members[0])))
+        return "".join(e.char for e in as_written(members, greedy_decode(members[0])))
 
     # the second slash of a date, read as a 1 but with doubt: the date
     assert settled("19/0912000", {5: ("/", 0.3)}) == "19/09/2000"
@@ -271,6 +275,26 @@ def test_a_slash_read_as_1_in_a_date_is_a_slash_and_a_lone_slash_a_1():
     # no date has a 13th month: the 1s of a code stay 1s
     assert settled("3118132024", {2: ("/", 0.3), 5: ("/", 0.3)}) == "3118132024"
     assert settled("3110112024", {2: ("/", 0.3), 5: ("/", 0.3)}) == "31/01/2024"
+
+
+def test_a_1_written_into_its_neighbour_in_a_date_is_put_back():
+    from inkdigits.lines import as_written, greedy_decode
+
+    def settled(text: str, doubt: dict[int, tuple[str, float]]) -> list:
+        members = [_written(text, doubt)] * 3
+        return as_written(members, greedy_decode(members[0]))
+
+    # the 1 of 2013 half seen: "24-12-203" is no date, "24-12-2013" is
+    emitted = settled("24-12-2013", {8: ("", 0.6)})
+    assert "".join(e.char for e in emitted) == "24-12-2013"
+    zero, one, three = emitted[7:]
+    assert zero.last < one.first <= one.last < three.first  # between its neighbours
+    assert one.confidence < three.confidence
+    # a month of 0 beside a padded day; a 1 seen by no reader stays unseen
+    assert "".join(e.char for e in settled("04-10-2000", {3: ("", 0.6)})) == "04-10-2000"
+    assert "".join(e.char for e in settled("24-12-2013", {8: ("", 0.9899)})) == "24-12-203"
+    # a date written without padding is a date: nothing is added to "16-1-1990"
+    assert "".join(e.char for e in settled("16-1-1990", {})) == "16-1-1990"
 
 
 def test_photographed_training_rows_are_found_and_cropped_by_the_page_reader(mnist):

@@ -30,14 +30,17 @@ INK_HEIGHT = 26  # the row's ink fills this much of the height; the rest is a ma
 LEFT = 6  # blank columns before and after the ink
 FRAME = 2  # input columns per output step
 MAX_WIDTH = 2400  # widest input; a longer row is squeezed horizontally
-# Slashes belong to dates. A steep handwritten slash and a slanted 1 are one stroke alike,
-# and the readers take either for the other; a date's shape tells them apart. Log
-# likelihoods, nats per reader: the readers' text must be likelier than a date's by more
-# than DATE_PRIOR, and a text with one slash that is no date's than one without by LONE_SLASH
-# (set on the development pages: the readings a person would give scored -3.0 at worst).
-DATE = re.compile(r"(\d{1,2})/(\d{1,2})/(?:\d{2}|\d{4})")
+# Numbers as written. A steep handwritten slash and a slanted 1 are one stroke alike, and the
+# readers take either for the other; a 1 written into its neighbour is lost. A date's shape
+# tells what was meant: the readers' own text must be likelier than a date by more than
+# DATE_PRIOR (log likelihood, nats per reader), than a text without the one slash of a text
+# that is no date by LONE_SLASH, and a text written like a date but none as it stands (a year
+# of three digits) is held MALFORMED_DATE less likely. Set on the development pages: the
+# readings a person would give scored within 3.0 of the readers' own where these helped.
+DATE_LIKE = re.compile(r"(\d{1,2})([/.-])(\d{1,2})\2(\d{1,4})")
 DATE_PRIOR = 2.5
 LONE_SLASH = 3.0
+MALFORMED_DATE = 3.0
 
 
 @dataclass
@@ -88,6 +91,7 @@ class Emitted:
     confidence: float  # the highest probability among the steps that emitted it
     first: int  # first and last output step that emitted it
     last: int
+    added: bool = False  # a character the readers missed, put in by ``as_written``
 
     def centre_column(self, line: LineInput) -> float:
         """Its position in the cropped row's columns (before thickening's margin)."""
@@ -166,43 +170,90 @@ def agreed_reading(member_probabilities: list[np.ndarray]) -> int:
     return max(range(len(texts)), key=lambda i: scores[texts[i]])
 
 
-def slashes_settled(member_probabilities: list[np.ndarray], emitted: list[Emitted]) -> list[Emitted]:
-    """The best path with its 1s and slashes where a date puts them: "19/0912000" (a slash
-    read as 1) is "19/09/2000", "1/45" (a 1 read as a slash) is "1145", each only where the
-    readers find that reading nearly as likely as their own (``DATE_PRIOR``, ``LONE_SLASH``).
+def as_written(member_probabilities: list[np.ndarray], emitted: list[Emitted]) -> list[Emitted]:
+    """The best path, read again where a date's shape says what was written: "19/0912000" (a
+    slash read as 1) is "19/09/2000", "1/45" (a 1 read as a slash) "1145", "24-12-203" (a 1
+    lost in its neighbour) "24-12-2013"; each only where the readers find that reading nearly
+    as likely as their own (``DATE_PRIOR``, ``LONE_SLASH``, ``MALFORMED_DATE``).
 
-    A changed character's confidence is the one it was emitted with (that a character is
-    there) times the share of the likelihood its reading holds among those weighed.
+    A changed or added character's confidence is that of the character it stands on (that
+    a character is there) times the share of the likelihood its reading holds among those
+    weighed.
     """
     text = "".join(e.char for e in emitted)
-    alternatives = _slash_alternatives(text)
+    alternatives = _slash_alternatives(text) | _lost_ones(text)
     if not alternatives:
         return emitted
     logs = np.log(np.maximum(np.stack(member_probabilities), 1e-12))
     texts = [text, *sorted(alternatives)]
-    scores = np.array([ctc_log_likelihoods(logs, t).mean() + _slash_prior(t) for t in texts])
+    scores = np.array([ctc_log_likelihoods(logs, t).mean() + _format_prior(t) for t in texts])
     best = int(scores.argmax())
     if best == 0:
         return emitted
-    share = float(np.exp(scores[best] - np.logaddexp.reduce(scores)))
+    return _rewritten(emitted, texts[best], float(np.exp(scores[best] - np.logaddexp.reduce(scores))))
+
+
+def _rewritten(emitted: list[Emitted], text: str, share: float) -> list[Emitted]:
+    """``emitted`` spelling ``text``: the same length with characters swapped, or one longer,
+    the added character just beside the one it was written into."""
+    out = list(emitted)
+    if len(text) > len(out):
+        k = next((i for i, (e, char) in enumerate(zip(out, text, strict=False)) if e.char != char), len(out))
+        beside = out[k - 1] if k > 0 else out[0]
+        if k > 0 and beside.char == text[k] and beside.last > beside.first:  # "1" read for "11": split its steps
+            middle = (beside.first + beside.last) // 2
+            out[k - 1] = Emitted(beside.char, beside.confidence, beside.first, middle, beside.added)
+            first, last = middle + 1, beside.last
+        else:
+            first = last = beside.last + 1 if k > 0 else beside.first - 1
+        out.insert(k, Emitted(text[k], beside.confidence * share, first, last, added=True))
     return [
-        e if char == e.char else Emitted(char, e.confidence * share, e.first, e.last)
-        for e, char in zip(emitted, texts[best], strict=True)
+        e if char == e.char else Emitted(char, e.confidence * share, e.first, e.last, e.added)
+        for e, char in zip(out, text, strict=True)
     ]
 
 
+def _date_parts(text: str) -> tuple[str, str, str] | None:
+    """Day and month (either first) and year of a text written like a date, else None."""
+    match = DATE_LIKE.fullmatch(text)
+    return None if match is None else (match[1], match[3], match[4])
+
+
 def _is_date(text: str) -> bool:
-    match = DATE.fullmatch(text)
-    if match is None:
+    """A date that exists, written one way throughout: a year of two or four digits, and day
+    and month both padded with a 0 or neither."""
+    parts = _date_parts(text)
+    if parts is None:
         return False
-    month, day = sorted((int(match[1]), int(match[2])))  # day first or month first
-    return 1 <= month <= 12 and day <= 31
+    first, second, year = parts
+    month, day = sorted((int(first), int(second)))
+    padded = [len(part) == 2 and part[0] == "0" for part in (first, second)]
+    single = [len(part) == 1 for part in (first, second)]
+    return len(year) in (2, 4) and 1 <= month <= 12 and day <= 31 and not (any(padded) and any(single))
 
 
-def _slash_prior(text: str) -> float:
+def _format_prior(text: str) -> float:
     if _is_date(text):
         return DATE_PRIOR
+    if _date_parts(text) is not None:
+        return -MALFORMED_DATE
     return -LONE_SLASH if text.count("/") == 1 else 0.0
+
+
+def _lost_ones(text: str) -> set[str]:
+    """A date with a part too short (a year of one or three digits, a month of 0, a month
+    of one digit beside a padded day) with a 1 put in that part, where that makes a date."""
+    parts = _date_parts(text)
+    if parts is None or _is_date(text):
+        return set()
+    separator = text[len(parts[0])]
+    candidates = set()
+    for index, part in enumerate(parts):
+        for k in range(len(part) + 1):
+            longer = [*parts]
+            longer[index] = part[:k] + "1" + part[k:]
+            candidates.add(f"{longer[0]}{separator}{longer[1]}{separator}{longer[2]}")
+    return {t for t in candidates if _is_date(t)}
 
 
 def _slash_alternatives(text: str) -> set[str]:

@@ -342,7 +342,7 @@ class Recognizer:
     def _read_rows(self, page: Page) -> list[LineReading | None]:
         """Each row through the line reader in one batch; CTC's best path per row (with several
         readers, the best path of the reading they find likeliest together)."""
-        from .lines import agreed_reading, greedy_decode, line_input, pad_batch, slashes_settled
+        from .lines import agreed_reading, as_written, greedy_decode, line_input, pad_batch
 
         assert self.reader is not None
         crops = [page.row_ink(row) for row in page.rows]
@@ -358,7 +358,7 @@ class Recognizer:
                 lines.append(None)
                 continue
             readings = [member[index, : line.steps] for member in members]
-            emitted = slashes_settled(readings, greedy_decode(readings[agreed_reading(readings)]))
+            emitted = as_written(readings, greedy_decode(readings[agreed_reading(readings)]))
             lines.append(_row_reading(page, row, ink, origin, line, emitted, self._digit_probabilities))
         return lines
 
@@ -508,7 +508,7 @@ def _row_reading(
         if len(ys) == 0:
             continue
         box = (lo + int(xs.min()), int(ys.min()), lo + int(xs.max()) + 1, int(ys.max()) + 1)
-        marks.append(_Mark(e.char, e.confidence, box))
+        marks.append(_Mark(e.char, e.confidence, box, e.added))
     items: list[Item] = []
     for mark in _flagged_ones_joined(marks, columns, digit_model):
         x0, y0, x1, y1 = mark.box
@@ -598,6 +598,7 @@ class _Mark:
     char: str
     confidence: float
     box: tuple[int, int, int, int]  # x0, y0, x1, y1 in the row crop
+    added: bool = False  # a date's shape, not the readers, put it there (``lines.as_written``)
 
 
 def _flagged_ones_joined(
@@ -608,12 +609,14 @@ def _flagged_ones_joined(
     A continental 1 starts with a long up-stroke to the top of its stem, and some hands
     bring it down nearly to the baseline; the readers see that flag as a 1 of its own and
     read "11". Where the two 1s are one stroke, the digit model, shown that stroke framed
-    as one digit, tells a flagged 1 (which it reads as a 1) from two touching ones.
+    as one digit, tells a flagged 1 (which it reads as a 1) from two touching ones. A 1 put
+    in where a date lacked it (``lines.as_written``) stays.
     """
     out: list[_Mark] = []
     for mark in marks:
         previous = out[-1] if out else None
-        if previous is not None and previous.char == mark.char == "1":
+        added = mark.added or (previous is not None and previous.added)
+        if previous is not None and previous.char == mark.char == "1" and not added:
             joined = _one_stroke(previous, mark, ink)
             if joined is not None:
                 p = digit_model(frame_digit(joined)[None])[0]

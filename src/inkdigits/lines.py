@@ -9,6 +9,7 @@ into text. This module is torch-free: it is used both to make training rows and 
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass
 
@@ -134,23 +135,32 @@ def ctc_log_likelihood(log_probabilities: np.ndarray, text: str) -> float:
 def ctc_log_likelihoods(log_probabilities: np.ndarray, text: str) -> np.ndarray:
     """``ctc_log_likelihood`` under several readers at once (M x T x C -> M): one pass over
     the steps for all of them, as the loop over steps is what costs."""
-    labels = encode(text)
-    if not labels:
-        return log_probabilities[:, :, BLANK].sum(axis=1)
-    states = np.full(2 * len(labels) + 1, BLANK, np.int64)
-    states[1::2] = labels
-    may_skip = np.zeros(len(states), bool)
-    may_skip[3::2] = states[3::2] != states[1:-2:2]
-    emitted = log_probabilities[:, :, states]  # M x T x S
+    return ctc_log_likelihoods_of(log_probabilities, [text])[0]
+
+
+def ctc_log_likelihoods_of(log_probabilities: np.ndarray, texts: list[str]) -> np.ndarray:
+    """``ctc_log_likelihood`` of several texts of one length under several readers (M x T x C
+    -> len(texts) x M), in one pass over the steps."""
+    labels = np.array([encode(text) for text in texts], np.int64).reshape(len(texts), -1)
     readers = len(log_probabilities)
-    alpha = np.full((readers, len(states)), -np.inf)
+    if labels.shape[1] == 0:
+        return np.tile(log_probabilities[:, :, BLANK].sum(axis=1), (len(texts), 1))
+    states = np.full((len(texts), 2 * labels.shape[1] + 1), BLANK, np.int64)
+    states[:, 1::2] = labels
+    may_skip = np.zeros(states.shape, bool)
+    may_skip[:, 3::2] = states[:, 3::2] != states[:, 1:-2:2]
+    may_skip = np.repeat(may_skip, readers, axis=0)  # per text and reader
+    steps, width = log_probabilities.shape[1], states.shape[1]
+    emitted = log_probabilities[:, :, states.ravel()].reshape(readers, steps, len(texts), width)
+    emitted = emitted.transpose(2, 0, 1, 3).reshape(len(texts) * readers, steps, width)
+    alpha = np.full((len(emitted), width), -np.inf)
     alpha[:, :2] = emitted[:, 0, :2]
-    blocked = np.full((readers, 1), -np.inf)
-    for step in range(1, log_probabilities.shape[1]):
+    blocked = np.full((len(emitted), 1), -np.inf)
+    for step in range(1, steps):
         moved = np.concatenate((blocked, alpha[:, :-1]), axis=1)
         skipped = np.where(may_skip, np.concatenate((blocked, blocked, alpha[:, :-2]), axis=1), -np.inf)
         alpha = np.logaddexp(np.logaddexp(alpha, moved), skipped) + emitted[:, step]
-    return np.logaddexp(alpha[:, -1], alpha[:, -2])
+    return np.logaddexp(alpha[:, -1], alpha[:, -2]).reshape(len(texts), readers)
 
 
 def agreed_reading(member_probabilities: list[np.ndarray]) -> int:
@@ -181,12 +191,16 @@ def as_written(member_probabilities: list[np.ndarray], emitted: list[Emitted]) -
     weighed.
     """
     text = "".join(e.char for e in emitted)
-    alternatives = _slash_alternatives(text) | _lost_ones(text)
+    alternatives = _slash_alternatives(text) | _lost_digits(text)
     if not alternatives:
         return emitted
     logs = np.log(np.maximum(np.stack(member_probabilities), 1e-12))
     texts = [text, *sorted(alternatives)]
-    scores = np.array([ctc_log_likelihoods(logs, t).mean() + _format_prior(t) for t in texts])
+    likelihood: dict[str, float] = {}
+    for length in {len(t) for t in texts}:  # one pass over the steps per length
+        same = [t for t in texts if len(t) == length]
+        likelihood.update(zip(same, ctc_log_likelihoods_of(logs, same).mean(1).tolist(), strict=True))
+    scores = np.array([likelihood[t] + _format_prior(t) for t in texts])
     best = int(scores.argmax())
     if best == 0:
         return emitted
@@ -240,19 +254,20 @@ def _format_prior(text: str) -> float:
     return -LONE_SLASH if text.count("/") == 1 else 0.0
 
 
-def _lost_ones(text: str) -> set[str]:
+def _lost_digits(text: str) -> set[str]:
     """A date with a part too short (a year of one or three digits, a month of 0, a month
-    of one digit beside a padded day) with a 1 put in that part, where that makes a date."""
+    of one digit beside a day padded with a 0) with a digit put in that part, where that
+    makes a date: most often a 1 written into its neighbour, or an open 0 missed."""
     parts = _date_parts(text)
     if parts is None or _is_date(text):
         return set()
     separator = text[len(parts[0])]
     candidates = set()
     for index, part in enumerate(parts):
-        for k in range(len(part) + 1):
+        for k, digit in itertools.product(range(len(part) + 1), "0123456789"):
             longer = [*parts]
-            longer[index] = part[:k] + "1" + part[k:]
-            candidates.add(f"{longer[0]}{separator}{longer[1]}{separator}{longer[2]}")
+            longer[index] = part[:k] + digit + part[k:]
+            candidates.add(separator.join(longer))
     return {t for t in candidates if _is_date(t)}
 
 

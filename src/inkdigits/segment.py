@@ -576,13 +576,13 @@ def group_rows(blobs: list[int], stats: np.ndarray) -> list[list[int]]:
 
 
 def join_stragglers(rows: list[list[int]], stats: np.ndarray, height: float) -> list[list[int]]:
-    """Rows of one or two marks hanging off a longer row's end, half in its band, joined to it.
+    """Rows of one or two marks lying along a longer row, partly in its band, joined to it.
 
     A letter reaching below the line (the g of "kg", the p of "pcs") shares less than half
     its height with the digits' band, so ``group_rows`` gives it a row of its own, where one
-    letter alone is no word to the word finder and is read as a digit. A straggler lies
-    within a text height of the row's ends and has at least STRAGGLER_SHARE of its height
-    in the row's band; a second row of writing below the first lies outside its band.
+    letter alone is no word to the word finder and is read as a digit. A straggler lies no
+    further than a text height beyond the row's ends and has at least STRAGGLER_SHARE of its
+    height in the row's band; a second row of writing below the first lies outside it.
     """
 
     def band(members: list[int]) -> tuple[float, float]:

@@ -457,6 +457,16 @@ def test_a_word_beside_the_number_is_left_out_of_the_reading(mnist, word, after)
     assert written[0] + 30 <= x and x + w <= written[1]  # the line's box holds the digits, not the word
 
 
+def test_a_unit_the_word_finder_reads_as_one_letter_is_left_out():
+    """A printed bold "km" after a handwritten date (a page of read_numbers.py --words 1, seed
+    1, image 69): the word finder sees one letter there, no run of two, and the readers read
+    it as 66."""
+    reading = Recognizer.load().read(FIXTURES / "unit-after-a-date.jpg")
+    assert reading.text == "19071991"
+    x, _, w, _ = reading.lines[0].box
+    assert x + w < 370  # the date ends at x 337, "km" starts at 388
+
+
 def test_a_page_of_words_alone_has_no_number(tmp_path):
     import matplotlib
     from PIL import ImageDraw, ImageFont

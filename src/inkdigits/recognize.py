@@ -531,7 +531,8 @@ def _word_spans(emitted: list[Emitted], line: LineInput) -> list[tuple[float, fl
     word finder emitted with nothing else between them and no space (WORD_SPACE) inside, and
     on average WORD_CONFIDENCE sure of them, out to halfway to its neighbours, or at the row's
     ends a letter's width past its outer letters (not to the end of the row: a digit there
-    that the finder missed is no letter)."""
+    that the finder missed is no letter); and a lone letter ending the row, far enough after
+    the last digit and sure enough (``UNIT_GAP``, ``UNIT_CONFIDENCE``), out to as far beyond it."""
     from .lines import WORD
 
     centres = [e.centre_column(line) for e in emitted]

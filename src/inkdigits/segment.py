@@ -569,10 +569,15 @@ def group_rows(blobs: list[int], stats: np.ndarray) -> list[list[int]]:
             bands.append((float(top), float(top + h)))
         else:
             rows[best].append(i)
-            tops = [stats[b, cv2.CC_STAT_TOP] for b in rows[best]]
-            bottoms = [stats[b, cv2.CC_STAT_TOP] + stats[b, cv2.CC_STAT_HEIGHT] for b in rows[best]]
-            bands[best] = (float(np.median(tops)), float(np.median(bottoms)))
+            bands[best] = _band(rows[best], stats)
     return rows
+
+
+def _band(members: list[int], stats: np.ndarray) -> tuple[float, float]:
+    """A row's vertical band: its blobs' median top and median bottom."""
+    tops = [stats[i, cv2.CC_STAT_TOP] for i in members]
+    bottoms = [stats[i, cv2.CC_STAT_TOP] + stats[i, cv2.CC_STAT_HEIGHT] for i in members]
+    return float(np.median(tops)), float(np.median(bottoms))
 
 
 def join_stragglers(rows: list[list[int]], stats: np.ndarray, height: float) -> list[list[int]]:
@@ -585,13 +590,8 @@ def join_stragglers(rows: list[list[int]], stats: np.ndarray, height: float) -> 
     height in the row's band; a second row of writing below the first lies outside it.
     """
 
-    def band(members: list[int]) -> tuple[float, float]:
-        tops = [stats[i, cv2.CC_STAT_TOP] for i in members]
-        bottoms = [stats[i, cv2.CC_STAT_TOP] + stats[i, cv2.CC_STAT_HEIGHT] for i in members]
-        return float(np.median(tops)), float(np.median(bottoms))
-
     def joins(straggler: list[int], row: list[int]) -> bool:
-        top, bottom = band(row)
+        top, bottom = _band(row, stats)
         left = min(stats[i, cv2.CC_STAT_LEFT] for i in row) - height
         right = max(stats[i, cv2.CC_STAT_LEFT] + stats[i, cv2.CC_STAT_WIDTH] for i in row) + height
         for i in straggler:

@@ -35,11 +35,9 @@ from .fsutil import write_json_atomic
 from .lines import (
     ALPHABET,
     CHARACTERS,
-    CLASSES,
     FRAME,
     MAX_WIDTH,
     WORD,
-    WORD_CLASSES,
     agreed_reading,
     encode,
     greedy_decode,
@@ -205,7 +203,7 @@ def train_reader(args: argparse.Namespace) -> int:
         words,
     )
     alphabet = CHARACTERS if words else ALPHABET
-    model = LineReader(WORD_CLASSES if words else CLASSES, args.size)
+    model = LineReader(len(alphabet) + 1, args.size)  # and CTC's blank
     model.bf16_features = torch.ops.mkldnn._is_mkldnn_bf16_supported()
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
     steps_per_epoch = math.ceil(len(train_rows) / args.batch_size)

@@ -37,6 +37,7 @@ from .progress import Progress
 from .segment import find_rows
 
 BANK_VERSION = 5
+MOST_HIDDEN = 0.5  # the largest share of a row's glyph that other glyphs' ink may cover
 FONT_ROOT = Path("/usr/share/fonts")
 TRAINING_FONT_FAMILIES = ("truetype/dejavu", "truetype/liberation", "truetype/femkeklaver")
 # Handwriting fonts for letters: only files the benchmarks never use (they draw with dkg,
@@ -527,14 +528,47 @@ def number_row_mask(
         pieces.append((mask, top, gap))
     width = sum(m.shape[1] + abs(g) for m, _, g in pieces) + 2 * height
     row = np.zeros((int(height * 1.5) + 4, width), np.float32)
+    layers = np.zeros(row.shape, np.uint8)  # how many glyphs have ink at each pixel
+    placed: list[tuple[np.ndarray, int, int]] = []  # ink, top, x of the glyphs so far
     x = height // 2
     for index, (mask, top, gap) in enumerate(pieces):
         x = max(0, x + gap) if index else x
         h = min(mask.shape[0], row.shape[0] - top)
+        ink = mask[:h] > 0.5
+        if ink.any():
+            x = _visible_position(ink, top, x, placed[-3:], layers)
+            placed.append((ink, top, x))
+            layers[top : top + h, x : x + ink.shape[1]] += ink
         w = mask.shape[1]
         row[top : top + h, x : x + w] = np.maximum(row[top : top + h, x : x + w], mask[:h])
         x += w
     return row
+
+
+def _visible_position(
+    ink: np.ndarray, top: int, x: int, neighbours: list[tuple[np.ndarray, int, int]], layers: np.ndarray
+) -> int:
+    """``x``, or as little right of it as it takes for neither the new glyph nor its neighbours
+    to have more than ``MOST_HIDDEN`` of their ink under other glyphs' ink. A narrow 1 or a
+    dot drawn wholly inside its neighbour is no longer there to read, and a row that says it
+    is teaches the reader to guess 1s where there are none and to drop them where there are."""
+    h, w = ink.shape
+    while x + w < layers.shape[1]:
+        window = layers[top : top + h, x : x + w]
+        worst = float((window[ink] > 0).mean())
+        for other, other_top, other_x in neighbours:
+            covered = layers[other_top : other_top + other.shape[0], other_x : other_x + other.shape[1]] > 1
+            y0, y1 = max(top, other_top), min(top + h, other_top + other.shape[0])
+            x0, x1 = max(x, other_x), min(x + w, other_x + other.shape[1])
+            if y0 < y1 and x0 < x1:
+                covered[y0 - other_top : y1 - other_top, x0 - other_x : x1 - other_x] |= ink[
+                    y0 - top : y1 - top, x0 - x : x1 - x
+                ]
+            worst = max(worst, float(covered[other].mean()))
+        if worst <= MOST_HIDDEN:
+            break
+        x += 1
+    return x
 
 
 def word_text(rng: np.random.Generator) -> str:

@@ -150,6 +150,14 @@ def test_train_reader_writes_a_checkpoint_and_a_line_reader_the_runtime_loads(tm
         meta = json.loads((run / "reader.json").read_text())
         assert meta["architecture"] == "line-reader" and len(meta["history"]) == 1
         assert meta["recipe"]["size"] == size and math.isfinite(meta["history"][0]["loss"])
+    from inkdigits.train_lines import load_reader, reader_from_onnx
+
+    row = torch.rand(2, 1, 32, 90, generator=torch.Generator().manual_seed(0))
+    for run in runs.values():  # both sizes come back from their ONNX export as they were trained
+        with torch.no_grad():
+            torch.testing.assert_close(
+                reader_from_onnx(run / "reader.onnx")(row), load_reader(run)[0](row), atol=1e-4, rtol=1e-4
+            )
     assert (runs["small"] / "reader.safetensors").stat().st_size > 10_000
     assert (runs["large"] / "reader.safetensors").stat().st_size > 2 * (
         runs["small"] / "reader.safetensors"
@@ -206,3 +214,41 @@ def test_train_reader_words_trains_a_word_finder_the_runtime_loads(tmp_path, mni
     recognizer.read(np.full((120, 300), 255, np.uint8))  # a blank page: an empty reading, no error
     with pytest.raises(ModelError, match="is not an inkdigits line reader"):
         Recognizer.load(reader=run / "reader.onnx")
+
+
+def test_a_bundled_reader_comes_back_from_onnx_and_fine_tunes(tmp_path, mnist_dir, mnist):
+    """Each member of the bundled reader file, rebuilt in torch from its ONNX weights (batch
+    norms folded, LSTM gates reordered), reads a row of real digits as onnxruntime does; a
+    tiny fine-tuning run starts from one, keeps its norms' statistics and says where it began."""
+    from inkdigits.train_lines import reader_from_onnx
+
+    bundled = ROOT / "src" / "inkdigits" / "bundled" / "reader.onnx"
+    digits = [np.pad(mnist.test_images[i], ((2, 2), (0, 0))) for i in range(8)]
+    row = (np.hstack(digits).astype(np.float32) / 255)[None, None]
+    recognizer = Recognizer.load()
+    expected = recognizer.reader.probabilities(row)
+    for member, probabilities in enumerate(expected):
+        with torch.no_grad():
+            rebuilt = reader_from_onnx(bundled, member)(torch.from_numpy(row)).softmax(-1).numpy()
+        np.testing.assert_allclose(rebuilt, probabilities, atol=1e-4)
+    with pytest.raises(ModelError, match="there is no member 4"):
+        reader_from_onnx(bundled, len(expected))
+
+    run = tmp_path / "fine-tuned"
+    result = run_cli(
+        "train-reader", "--init", str(bundled), "--member", "1", "--rows", "64", "--val-rows", "16",
+        "--epochs", "1", "--batch-size", "16", "--lr", "1e-4", "--threads", "1", "--out", str(run),
+        "--data-dir", str(mnist_dir),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "before fine-tuning: validation rows read exactly" in result.stdout
+    meta = json.loads((run / "reader.json").read_text())
+    assert meta["recipe"]["init"] == str(bundled) and meta["recipe"]["member"] == 1
+    from safetensors.torch import load_file
+
+    state = load_file(str(run / "reader.safetensors"))
+    variances = [v for k, v in state.items() if k.endswith("running_var")]
+    assert variances and all(torch.allclose(v, torch.full_like(v, 1 - 1e-5)) for v in variances)
+    result = run_cli("train-reader", "--init", str(bundled), "--member", "9", "--out", str(tmp_path / "x"),
+                     "--rows", "16", "--val-rows", "16", "--data-dir", str(mnist_dir))  # fmt: skip
+    assert result.returncode == 2 and "there is no member 9" in result.stderr and "Traceback" not in result.stderr

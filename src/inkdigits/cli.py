@@ -478,6 +478,15 @@ def add_reader_arguments(parser: argparse.ArgumentParser) -> None:
         help="train the word finder instead: this share of rows gets words beside the number (a label, a unit), "
         "their letters a class of their own, so that read can leave them out (default 0: the digit reader)",
     )
+    parser.add_argument(
+        "--init",
+        metavar="READER",
+        help="fine-tune instead of starting afresh: a reader run folder, or an exported reader .onnx (the "
+        "bundled one too: its batch norms come folded into the convolutions and stay frozen)",
+    )
+    parser.add_argument(
+        "--member", type=int, default=0, help="with --init FILE.onnx holding several readers: which one (from 0)"
+    )
     parser.add_argument("--threads", type=int, help="torch threads and row makers (default: physical cores)")
     parser.add_argument("--out", default="runs/reader", help="run folder (default runs/reader)")
     _add_data_dir(parser)

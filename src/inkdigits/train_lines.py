@@ -150,6 +150,8 @@ def exact_rate(models: nn.Module | list[nn.Module], rows: list[tuple[np.ndarray,
 def _recipe(args: argparse.Namespace) -> dict[str, Any]:
     names = ("size", "rows", "val_rows", "epochs", "batch_size", "lr", "seed", "words")
     settings = {k: getattr(args, k) for k in names}
+    if args.init:
+        settings |= {"init": str(args.init), "member": args.member, "norms": "frozen"}
     return settings | {
         "photographed_share": PHOTOGRAPHED,
         "stretched_share": STRETCHED,
@@ -190,6 +192,8 @@ def train_reader(args: argparse.Namespace) -> int:
     data = load_mnist(args.data_dir)
     split = len(data.train_images) - VALIDATION_DIGITS
     words = args.words
+    alphabet = CHARACTERS if words else ALPHABET
+    model = initial_reader(args, len(alphabet) + 1)  # and CTC's blank; a bad --init fails before the rows
     train_rows = make_rows(
         data.train_images[:split], data.train_labels[:split], args.rows, args.seed, threads, "training rows", words
     )
@@ -202,8 +206,10 @@ def train_reader(args: argparse.Namespace) -> int:
         "validation rows",
         words,
     )
-    alphabet = CHARACTERS if words else ALPHABET
-    model = LineReader(len(alphabet) + 1, args.size)  # and CTC's blank
+    before = exact_rate(model, val_rows) if args.init else None
+    if before is not None:
+        print(f"before fine-tuning: validation rows read exactly {before:.2%}")
+    model.train()
     model.bf16_features = torch.ops.mkldnn._is_mkldnn_bf16_supported()
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
     steps_per_epoch = math.ceil(len(train_rows) / args.batch_size)
@@ -217,6 +223,8 @@ def train_reader(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     for epoch in range(1, args.epochs + 1):
         epoch_start, total = time.perf_counter(), 0.0
+        if args.init:
+            _freeze_norms(model)
         with Progress(len(train_rows), f"epoch {epoch}/{args.epochs}", unit="row") as bar:
             for picks in batches(train_rows, args.batch_size, rng):
                 loss = _step(model, optimizer, ctc, to_tensors(train_rows, picks, rng))
@@ -242,7 +250,8 @@ def train_reader(args: argparse.Namespace) -> int:
         "alphabet": alphabet,
         "recipe": _recipe(args),
         "data": {"sha256": data.digests},
-        "metrics": {"validation_rows_exact": history[-1]["val_exact"], "validation_rows": len(val_rows)},
+        "metrics": {"validation_rows_exact": history[-1]["val_exact"], "validation_rows": len(val_rows)}
+        | ({"validation_rows_exact_before": before} if before is not None else {}),
         "training_seconds": round(time.perf_counter() - started, 1),
         "reproduce": "inkdigits train-reader --data-dir DATA --out runs/reader"
         + (f" --words {words}" if words else ""),
@@ -277,6 +286,81 @@ def load_reader(run: str | Path) -> tuple[LineReader, dict[str, Any]]:
     except RuntimeError as exc:
         raise ModelError(f"{path} does not fit a {size} line reader.") from exc
     return model.eval(), meta
+
+
+def reader_from_onnx(path: str | Path, member: int = 0) -> LineReader:
+    """A reader exported to ONNX (one file may hold several: ``member`` picks one) as a torch
+    model to fine-tune. The export folded each batch norm into its convolution, so the norms
+    come back as plain per-channel shifts (mean 0, variance 1); keep them in eval mode."""
+    import onnx
+    from onnx import numpy_helper
+
+    try:
+        graph = onnx.load(str(path)).graph
+    except Exception as exc:  # onnx raises several kinds for a file that is not a model
+        raise ModelError(f"{path} is not an ONNX model ({exc}).") from exc
+    weights = {t.name: torch.from_numpy(numpy_helper.to_array(t).copy()) for t in graph.initializer}
+    convs = [n for n in graph.node if n.op_type == "Conv"]
+    lstms = [n for n in graph.node if n.op_type == "LSTM"]
+    heads = [n for n in graph.node if n.op_type == "MatMul"]
+    count = len(heads)
+    if not count or len(convs) % count or len(lstms) % count or not 0 <= member < count:
+        raise ModelError(f"{path} holds {count} line readers; there is no member {member}.")
+    per, layers = len(convs) // count, len(lstms) // count
+    convs = convs[member * per : (member + 1) * per]
+    lstms = lstms[member * layers : (member + 1) * layers]
+    head = weights[heads[member].input[1]]
+    hidden = head.shape[0] // 2
+    size = next((name for name, (_, h, n) in READER_SIZES.items() if (h, n) == (hidden, layers)), None)
+    if size is None or len(READER_SIZES[size][0]) != per:
+        raise ModelError(f"{path} holds readers of no size this version knows.")
+    model = LineReader(head.shape[1], size)
+    conv_layers = [m for m in model.features if isinstance(m, nn.Conv2d)]
+    norms = [m for m in model.features if isinstance(m, nn.BatchNorm2d)]
+    with torch.no_grad():
+        for node, conv, norm in zip(convs, conv_layers, norms, strict=True):
+            conv.weight.copy_(weights[node.input[1]])
+            norm.weight.fill_(1.0)
+            norm.bias.copy_(weights[node.input[2]])
+            norm.running_mean.zero_()
+            norm.running_var.fill_(1.0 - norm.eps)  # so that it divides by exactly 1
+        for layer, node in enumerate(lstms):
+            _load_lstm(model.rnn, layer, node, weights)
+        model.head.weight.copy_(head.T)
+        bias = next(n for n in graph.node if n.op_type == "Add" and heads[member].output[0] in n.input)
+        model.head.bias.copy_(weights[next(i for i in bias.input if i in weights)])
+    return model.eval()
+
+
+def _load_lstm(rnn: nn.LSTM, layer: int, node: Any, weights: dict[str, torch.Tensor]) -> None:
+    """ONNX keeps an LSTM's gates in the order input, output, forget, cell; torch in the order
+    input, forget, cell, output; and one bias row per direction for both products."""
+    w, r, b = (weights[name] for name in node.input[1:4])
+    hidden = r.shape[-1]
+    order = torch.cat([torch.arange(k * hidden, (k + 1) * hidden) for k in (0, 2, 3, 1)])
+    for direction, suffix in enumerate(("", "_reverse")):
+        getattr(rnn, f"weight_ih_l{layer}{suffix}").copy_(w[direction][order])
+        getattr(rnn, f"weight_hh_l{layer}{suffix}").copy_(r[direction][order])
+        getattr(rnn, f"bias_ih_l{layer}{suffix}").copy_(b[direction][: 4 * hidden][order])
+        getattr(rnn, f"bias_hh_l{layer}{suffix}").copy_(b[direction][4 * hidden :][order])
+
+
+def initial_reader(args: argparse.Namespace, classes: int) -> LineReader:
+    """A fresh reader, or with ``--init`` the weights to fine-tune."""
+    if not args.init:
+        return LineReader(classes, args.size)
+    init = Path(args.init)
+    model = reader_from_onnx(init, args.member) if init.suffix == ".onnx" else load_reader(init)[0]
+    if model.head.out_features != classes:
+        raise ModelError(f"{init} reads {model.head.out_features - 1} characters; this run needs {classes - 1}.")
+    return model
+
+
+def _freeze_norms(model: nn.Module) -> None:
+    """Fine-tuning keeps the batch norms' statistics (a folded reader has none to update)."""
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.eval()
 
 
 def ensemble_readers(args: argparse.Namespace) -> int:

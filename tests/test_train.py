@@ -249,6 +249,15 @@ def test_a_bundled_reader_comes_back_from_onnx_and_fine_tunes(tmp_path, mnist_di
     state = load_file(str(run / "reader.safetensors"))
     variances = [v for k, v in state.items() if k.endswith("running_var")]
     assert variances and all(torch.allclose(v, torch.full_like(v, 1 - 1e-5)) for v in variances)
+    both = tmp_path / "readers.onnx"  # the fine-tuned member beside one taken as it was from the bundle
+    result = run_cli("ensemble-readers", str(run), f"{bundled}:2", "--out", str(both), "--data-dir", str(mnist_dir))
+    assert result.returncode == 0, result.stderr
+    card = json.loads(both.with_suffix(".card.json").read_text())
+    bundled_card = json.loads(bundled.with_suffix(".card.json").read_text())
+    assert card["members"][1]["run"] == bundled_card["members"][2]["run"]
+    assert card["members"][1]["recipe"] == bundled_card["members"][2]["recipe"]
+    assert card["members"][1]["taken_from"] == f"{bundled}:2" and "taken_from" not in card["members"][0]
+    assert len(Recognizer.load(reader=both).reader.probabilities(row)) == 2
     result = run_cli("train-reader", "--init", str(bundled), "--member", "9", "--out", str(tmp_path / "x"),
                      "--rows", "16", "--val-rows", "16", "--data-dir", str(mnist_dir))  # fmt: skip
     assert result.returncode == 2 and "there is no member 9" in result.stderr and "Traceback" not in result.stderr

@@ -188,7 +188,13 @@ def build_parser() -> argparse.ArgumentParser:
         "members and the ensemble are scored on the runs' validation rows (made again from the "
         "held-out MNIST training digits).",
     )
-    readers.add_argument("runs", nargs="+", metavar="RUN", help="train-reader run folders")
+    readers.add_argument(
+        "runs",
+        nargs="+",
+        metavar="RUN",
+        help="train-reader run folders, or FILE.onnx:K for member K of an exported reader file (its card "
+        "beside it gives the member's recipe)",
+    )
     readers.add_argument("--out", required=True, metavar="PATH", help="the .onnx file to write")
     readers.add_argument("--reproduce", metavar="COMMAND", help="the commands that reproduce it, for the card")
     _add_data_dir(readers)

@@ -13,6 +13,7 @@ its card at the end.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import multiprocessing
 import sys
@@ -363,9 +364,29 @@ def _freeze_norms(model: nn.Module) -> None:
             module.eval()
 
 
+def _ensemble_member(source: str) -> tuple[LineReader, dict[str, Any]]:
+    """A run folder's reader, or ``FILE.onnx:K``: member K of an exported reader file, with
+    what its card says of it (the run it came from, its recipe and commit)."""
+    path, _, member = source.rpartition(":")
+    if not member.isdigit():
+        path, member = source, "0"
+    if not path.endswith(".onnx"):
+        return load_reader(source)
+    index = int(member)
+    model = reader_from_onnx(path, index)
+    card_path = Path(path).with_suffix(".card.json")
+    try:
+        card = json.loads(card_path.read_text()) if card_path.exists() else {}
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"{card_path} is not a readable model card ({exc}).") from exc
+    described = card.get("members") or [card]
+    meta = described[index] if index < len(described) else {}
+    return model, {k: meta[k] for k in ("run", "recipe", "git_commit") if k in meta}
+
+
 def ensemble_readers(args: argparse.Namespace) -> int:
     """``inkdigits ensemble-readers``: several reader runs as one ONNX file with its card."""
-    members = [load_reader(run) for run in args.runs]
+    members = [_ensemble_member(run) for run in args.runs]
     data = load_mnist(args.data_dir)
     recipes = [meta.get("recipe", {}) for _, meta in members]
     seed, count = recipes[0].get("seed", 0), recipes[0].get("val_rows", 1000)
@@ -381,7 +402,9 @@ def ensemble_readers(args: argparse.Namespace) -> int:
         "weighed by their CTC likelihood under every member",
         "alphabet": ALPHABET,
         "members": [
-            {"run": str(run), "recipe": recipe, "validation_rows_exact": rate, "git_commit": meta.get("git_commit")}
+            {"run": meta.get("run", str(run)), "recipe": recipe, "validation_rows_exact": rate}
+            | {"git_commit": meta.get("git_commit")}
+            | ({"taken_from": str(run)} if "run" in meta else {})
             for run, recipe, rate, (_, meta) in zip(args.runs, recipes, each, members, strict=True)
         ],
         "data": {"sha256": data.digests},

@@ -321,6 +321,14 @@ def test_a_solid_smudge_of_shadow_at_the_pictures_edge_is_no_row():
     assert reading.lines[0].text.startswith("0997")
 
 
+def test_heavy_touching_digits_are_not_erased_as_a_line():
+    """Two rows in a heavy marker, digits touching (a page of read_numbers.py, seed 1, image
+    122): through each row one unbroken band of ink runs longer than any digit, as a printed
+    line does. Erased as a line, it cut the underlined row in two, and that row was lost."""
+    reading = Recognizer.load().read(FIXTURES / "heavy-touching-digits-over-an-underline.jpg")
+    assert [line.text for line in reading.lines] == ["6363412", "0171834"]
+
+
 def test_a_box_just_taller_than_the_digits_is_not_read_as_ones(mnist):
     # Its top line runs through the digits' tops and is erased with the bottom one; its
     # sides are left, upright bars only a little taller than the digits.

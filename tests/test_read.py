@@ -329,6 +329,14 @@ def test_heavy_touching_digits_are_not_erased_as_a_line():
     assert [line.text for line in reading.lines] == ["6363412", "0171834"]
 
 
+def test_a_1_leaning_far_over_alone_is_read_not_dropped_as_a_slash():
+    """A lone 1 in a form's box, written leaning as far as a slash (a page of read_numbers.py,
+    seed 2, image 345): as a row of separators alone it had no digit to read and the page
+    came out empty."""
+    reading = Recognizer.load().read(FIXTURES / "a-1-leaning-far-over-in-a-box.jpg")
+    assert reading.text == "1"
+
+
 def test_a_box_just_taller_than_the_digits_is_not_read_as_ones(mnist):
     # Its top line runs through the digits' tops and is erased with the bottom one; its
     # sides are left, upright bars only a little taller than the digits.

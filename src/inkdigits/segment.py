@@ -667,12 +667,18 @@ def build_row(
         char = _separator_char(x, y, w, h, top, bottom, height)
         if char:
             separators.append(Separator(char, x, x + w, y, y + h))
-    atoms: list[Atom] = []
-    for i in members:
+    slashes = [i for i in members if _is_slash(labels, i, *(int(v) for v in stats[i, :4]), height)]
+    # Slashes alone separate nothing: a row of them is a 1 written leaning far over (alone
+    # in a form's box, say), and the readers are left to tell (``lines.as_written``).
+    written = [i for i in members if i not in slashes]
+    if not written:
+        written, slashes = slashes, []
+    for i in slashes:
         x, y, w, h = (int(v) for v in stats[i, :4])
-        if _is_slash(labels, i, x, y, w, h, height):
-            separators.append(Separator("/", x, x + w, y, y + h))
-            continue
+        separators.append(Separator("/", x, x + w, y, y + h))
+    atoms: list[Atom] = []
+    for i in written:
+        x, y, w, h = (int(v) for v in stats[i, :4])
         group = tuple(parts[i])
         x0 = min(int(stats[j, cv2.CC_STAT_LEFT]) for j in group)
         x1 = max(int(stats[j, cv2.CC_STAT_LEFT] + stats[j, cv2.CC_STAT_WIDTH]) for j in group)

@@ -329,6 +329,22 @@ def test_heavy_touching_digits_are_not_erased_as_a_line():
     assert [line.text for line in reading.lines] == ["6363412", "0171834"]
 
 
+def test_heavy_overlapping_digits_half_in_a_shadow_set_the_text_height():
+    """90036.91 in a heavy pen, digits overlapping, the last three in a shadow (a page of
+    read_numbers.py, seed 2, image 290): the first five are one blob, the shadow breaks the
+    rest into a dozen pieces, and the pieces set the text height at a ninth of the writing's.
+    Every stroke was then a "line", and the page read 86366."""
+    from inkdigits.images import array_to_float
+
+    image = np.asarray(Image.open(FIXTURES / "overlapping-digits-half-in-a-shadow.jpg").convert("RGB"))
+    ink = ink_map(array_to_float(image), 800)[0]
+    _, labels, stats, _ = cv2.connectedComponentsWithStats((ink > 0.25).astype(np.uint8), connectivity=8)
+    assert text_height(stats, labels) > 60  # the writing is about 88 pixels tall
+    reading = Recognizer.load().read(image)
+    assert len(reading.lines) == 1 and reading.lines[0].text_full.startswith("90036.")
+    assert len(reading.text) == 7
+
+
 def test_a_1_leaning_far_over_alone_is_read_not_dropped_as_a_slash():
     """A lone 1 in a form's box, written leaning as far as a slash (a page of read_numbers.py,
     seed 2, image 345): as a row of separators alone it had no digit to read and the page

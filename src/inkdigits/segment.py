@@ -410,11 +410,20 @@ def text_height(stats: np.ndarray, labels: np.ndarray | None = None) -> float | 
         if (chosen & ~bars).any():
             rest = float(np.median(heights[chosen & ~bars]))
             chosen &= ~(bars & (heights > 1.1 * rest))
-    heights = heights[chosen]
+    heights, widths, areas = heights[chosen], widths[chosen], areas[chosen]
     if len(heights) == 0:
         return None
     tall = heights[heights >= 0.5 * np.percentile(heights, 90)]
-    return float(np.median(tall))
+    typical = float(np.median(tall))
+    # Heavy digits overlapping in a row are one blob, and a shadow over part of them breaks
+    # the rest into pieces: the pieces outnumber the blob and set a fraction of its height,
+    # at which its every stroke is a "line". A blob of strokes (neither a thin frame nor a
+    # solid patch) that holds most of the ink is the writing.
+    main = int(np.argmax(areas))
+    fill = areas[main] / (widths[main] * heights[main])
+    if areas[main] > 0.5 * areas.sum() and heights[main] > 2 * typical and 0.25 <= fill <= 0.6:
+        return float(heights[main])
+    return typical
 
 
 def remove_form_lines(mask: np.ndarray, height: float) -> np.ndarray:

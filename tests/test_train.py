@@ -261,3 +261,29 @@ def test_a_bundled_reader_comes_back_from_onnx_and_fine_tunes(tmp_path, mnist_di
     result = run_cli("train-reader", "--init", str(bundled), "--member", "9", "--out", str(tmp_path / "x"),
                      "--rows", "16", "--val-rows", "16", "--data-dir", str(mnist_dir))  # fmt: skip
     assert result.returncode == 2 and "there is no member 9" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_no_glyph_in_a_training_row_is_drawn_mostly_inside_its_neighbour(mnist):
+    """A 1 set down inside a 0 (as an overlapping row's gap may put it) moves right until
+    neither has more than half its ink under the other's; one set clear stays where it is."""
+    from inkdigits.synth import MOST_HIDDEN, _visible_position, mnist_mask
+
+    rng = np.random.default_rng(0)
+    zero = mnist_mask(mnist.test_images[mnist.test_labels == 0][0], 40, rng) > 0.5
+    one = mnist_mask(mnist.test_images[mnist.test_labels == 1][0], 40, rng) > 0.5
+    layers = np.zeros((40, 200), np.uint8)
+    layers[:, 10 : 10 + zero.shape[1]] += zero
+
+    def hidden(left: int) -> float:
+        return float((layers[:, left : left + one.shape[1]][one] > 0).mean())
+
+    inside = max(range(10, 10 + zero.shape[1] - one.shape[1]), key=hidden)  # the 1 along the 0's stroke
+    assert hidden(inside) > MOST_HIDDEN
+    x = _visible_position(one, 0, inside, [(zero, 0, 10)], layers)
+    assert x > inside
+    both = layers.copy()
+    both[:, x : x + one.shape[1]] += one
+    for ink, left in ((zero, 10), (one, x)):
+        assert (both[:, left : left + ink.shape[1]][ink] > 1).mean() <= MOST_HIDDEN
+    clear = 10 + zero.shape[1] + 5
+    assert _visible_position(one, 0, clear, [(zero, 0, 10)], layers) == clear

@@ -467,6 +467,8 @@ def _without_runs_through_writing(horizontal: np.ndarray, mask: np.ndarray, heig
     beyond the writing's ends; a band through writing has writing above and below it along
     much of its length, and no paper on both sides at its ends. Ink all around a run is a
     smudge or a shadow's edge, not strokes: such runs are erased as before."""
+    if not cv2.countNonZero(horizontal):  # most pages: no long run at all
+        return horizontal
     count, labels, stats, _ = cv2.connectedComponentsWithStats(horizontal, connectivity=8)
     skip, reach = max(3, int(0.08 * height)), max(3, int(0.25 * height))
     for i in range(1, count):

@@ -350,10 +350,9 @@ def initial_reader(args: argparse.Namespace, classes: int) -> LineReader:
     """A fresh reader, or with ``--init`` the weights to fine-tune."""
     if not args.init:
         return LineReader(classes, args.size)
-    init = Path(args.init)
-    model = reader_from_onnx(init, args.member) if init.suffix == ".onnx" else load_reader(init)[0]
+    model, _ = _reader_at(str(args.init), args.member)
     if model.head.out_features != classes:
-        raise ModelError(f"{init} reads {model.head.out_features - 1} characters; this run needs {classes - 1}.")
+        raise ModelError(f"{args.init} reads {model.head.out_features - 1} characters; this run needs {classes - 1}.")
     return model
 
 
@@ -368,11 +367,16 @@ def _ensemble_member(source: str) -> tuple[LineReader, dict[str, Any]]:
     """A run folder's reader, or ``FILE.onnx:K``: member K of an exported reader file, with
     what its card says of it (the run it came from, its recipe and commit)."""
     path, _, member = source.rpartition(":")
-    if not member.isdigit():
+    if not (member.isdigit() and path.endswith(".onnx")):
         path, member = source, "0"
+    return _reader_at(path, int(member))
+
+
+def _reader_at(path: str, index: int) -> tuple[LineReader, dict[str, Any]]:
+    """A run folder's reader, or member ``index`` of an exported reader file with what its
+    card says of it."""
     if not path.endswith(".onnx"):
-        return load_reader(source)
-    index = int(member)
+        return load_reader(path)
     model = reader_from_onnx(path, index)
     card_path = Path(path).with_suffix(".card.json")
     try:

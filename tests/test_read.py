@@ -530,3 +530,50 @@ def test_the_forms_amount_is_read_without_its_printed_label_and_unit():
     reading = Recognizer.load().read(EXAMPLES / "number-form.jpg")
     assert len(reading.lines) == 2
     assert reading.lines[1].text == "8640" and reading.lines[1].text_full == "86,40"
+
+
+def _dashed_line(page: np.ndarray, start: tuple[int, int], end: tuple[int, int]) -> None:
+    """A printed line a pixel wide as a photo leaves it: dashes 7 pixels long, 4 apart."""
+    (x0, y0), (x1, y1) = start, end
+    length = max(abs(x1 - x0), abs(y1 - y0))
+    for s in range(0, length, 11):
+        a, b = s / length, min(length, s + 7) / length
+        ends = [(round(x0 + (x1 - x0) * t), round(y0 + (y1 - y0) * t)) for t in (a, b)]
+        cv2.line(page, ends[0], ends[1], 90, 1)
+
+
+def test_a_box_printed_in_a_line_broken_into_dashes_is_not_read(mnist):
+    # A box's edge a pixel wide breaks into dashes when photographed; none of them is a long
+    # line to erase, and they were read as ones and sevens (1527591 for 72104).
+    ones = [i for i in range(100) if mnist.test_labels[i] == 1]
+    picks = [0, 1, ones[0], 3, 4]
+    page = written_number(mnist, picks, gap=30)
+    ys, xs = np.nonzero(page < 128)
+    x0, y0, x1, y1 = int(xs.min()) - 15, int(ys.min()) - 12, int(xs.max()) + 15, int(ys.max()) + 12
+    for start, end in (((x0, y0), (x1, y0)), ((x1, y0), (x1, y1)), ((x1, y1), (x0, y1)), ((x0, y1), (x0, y0))):
+        _dashed_line(page, start, end)
+    recognizer = Recognizer.load()
+    assert recognizer.read(page).text == "".join(str(mnist.test_labels[i]) for i in picks)
+    # Ones standing just over a dashed underline are no box's sides, nor dashes of a line.
+    picks = [ones[0], 1, ones[1], 4]
+    page = written_number(mnist, picks, gap=30)
+    ys, xs = np.nonzero(page < 128)
+    _dashed_line(page, (int(xs.min()) - 10, int(ys.max()) + 3), (int(xs.max()) + 10, int(ys.max()) + 3))
+    assert recognizer.read(page).text == "".join(str(mnist.test_labels[i]) for i in picks)
+
+
+def test_a_digit_in_a_box_drawn_in_a_heavy_line_is_read_without_the_box(mnist):
+    # A narrow 1 in a box drawn 7 pixels thick: the box's ink fills more than a fifth of its
+    # bounds, which the thin-frame rule took for a blob of writing (read 17).
+    one = next(i for i in range(100) if mnist.test_labels[i] == 1)
+    page = written_number(mnist, [one])
+    ys, xs = np.nonzero(page < 128)
+    cv2.rectangle(page, (int(xs.min()) - 18, int(ys.min()) - 18), (int(xs.max()) + 18, int(ys.max()) + 18), 30, 7)
+    assert Recognizer.load().read(page).text == "1"
+
+
+def test_a_combs_teeth_are_not_read_as_ones():
+    """19356.64 in a form's comb of boxes (a page of read_numbers.py, seed 3, image 97): the
+    cells' walls hang from its top line as short stubs, one of them over the 1, and the
+    page read 791356.64."""
+    assert Recognizer.load().read(FIXTURES / "a-comb-of-boxes-with-teeth.jpg").text == "1935664"

@@ -63,6 +63,20 @@ SHORT_ROW = 0.6
 # line scored 0 and 58 of 60 bands of writing 0.15 or more; a descender or two crossing an
 # underline would score a few hundredths.
 WRITING_ABOVE_AND_BELOW = 0.15
+# A thin printed line photographed breaks into dashes; gaps up to DASH_GAP text heights are
+# bridged to find it, and a piece with DASH_SHARE of its ink on the line is a dash of it (a
+# stroke that crosses or touches the line has most of its ink off it).
+DASH_GAP = 0.25
+DASH_SHARE = 0.8
+DASH_LARGEST = 0.6  # no dash of a line holds more of its ink
+DASH_THICKNESS = 0.15  # text heights across a dash, at most: a printed word's letters are more
+DASH_MEAN_THICKNESS = 0.08  # or on average along it (a corner of a box, with a stub of its side)
+# A straight upright run on one erased line is a box's side when at least this many text
+# heights tall (a box stands taller than what is written in it); between two, at any height.
+BOX_SIDE_HEIGHT = 1.1
+# A comb's teeth (short walls between a form's cells, standing on its top or bottom line)
+# are thin stubs shorter than this share of the text height.
+TOOTH_HEIGHT = 0.7
 # A mark joins a longer row beside it when this share of its height lies in the row's band.
 STRAGGLER_SHARE = 0.25
 # A row's reading takes in loose ink (a faded stroke's pieces, a separator) up to this many
@@ -223,7 +237,9 @@ def find_rows(pixels: np.ndarray) -> Page:
     page.ignored = {
         i
         for i in big
-        if _is_frame(i, big, stats) or _is_bar(i, stats, labels, height, stroke) or _is_edge_smudge(i, labels, stats)
+        if _is_frame(i, big, stats, labels)
+        or _is_bar(i, stats, labels, height, stroke)
+        or _is_edge_smudge(i, labels, stats)
     } | _box_sides(big, stats, labels, height)
     big = [i for i in big if i not in page.ignored]
     small = [i for i in blobs if stats[i, cv2.CC_STAT_HEIGHT] < SMALL * height]
@@ -437,7 +453,7 @@ def remove_form_lines(mask: np.ndarray, height: float) -> np.ndarray:
     horizontal = cv2.morphologyEx(mask, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (long, 1)))
     horizontal = _without_runs_through_writing(horizontal, mask, height)
     vertical_long = cv2.morphologyEx(mask, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (1, long)))
-    lines = cv2.bitwise_or(horizontal, vertical_long)
+    lines = cv2.bitwise_or(cv2.bitwise_or(horizontal, vertical_long), dashed_lines(mask, height))
     if not cv2.countNonZero(lines):
         return mask
     lines = cv2.dilate(lines, np.ones((3, 3), np.uint8))
@@ -453,8 +469,86 @@ def remove_form_lines(mask: np.ndarray, height: float) -> np.ndarray:
         x, y, w, h = stats[i, :4]
         if w > max(3, 0.25 * height):
             continue
-        ends = touching[max(0, y - 1), x : x + w].any() or touching[min(mask.shape[0] - 1, y + h), x : x + w].any()
+        top, bottom = touching[max(0, y - 1), x : x + w].any(), touching[min(mask.shape[0] - 1, y + h), x : x + w].any()
+        # Between two lines, or on one and taller than the writing: a 1 may stand on an underline.
+        ends = (top and bottom) or ((top or bottom) and h >= BOX_SIDE_HEIGHT * height)
         if ends and not _flanked_by_ink(rest, x, y, w, h):
+            rest[labels == i] = 0
+    return _without_comb_teeth(rest, lines, height)
+
+
+def dashed_lines(mask: np.ndarray, height: float) -> np.ndarray:
+    """The dashes of thin printed lines that a photo broke up (a box's edge a pixel wide,
+    blurred and JPEG-coded, thresholds to dots): ``mask`` where such a line runs, else 0.
+
+    Gaps of up to ``DASH_GAP`` text heights are bridged, and straight runs as long as a form
+    line sought in the bridged ink (horizontal ones as long as ``remove_form_lines`` asks,
+    vertical ones a little taller than the writing: a box's sides). A line of dashes is at
+    least two thin pieces each lying nearly wholly on it; a stroke of writing that meets the
+    line has most of its ink off it and stays, a 1 drawn straight and tall is one piece, and
+    a printed word's letters, lined up as closely, are thicker than a line.
+    """
+    gap = max(3, int(DASH_GAP * height))
+    lengths = {(1, 0): max(8, int(2.2 * height)), (0, 1): max(8, int(1.1 * height))}
+    count, pieces, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    dashes = np.zeros(count, bool)
+    for (dx, dy), length in lengths.items():
+        bridge = cv2.getStructuringElement(cv2.MORPH_RECT, (gap if dx else 1, gap if dy else 1))
+        straight = cv2.getStructuringElement(cv2.MORPH_RECT, (length if dx else 1, length if dy else 1))
+        runs = cv2.morphologyEx(cv2.morphologyEx(mask, cv2.MORPH_CLOSE, bridge), cv2.MORPH_OPEN, straight)
+        if cv2.countNonZero(runs):
+            across = stats[:, cv2.CC_STAT_HEIGHT if dx else cv2.CC_STAT_WIDTH]
+            along = np.maximum(1, stats[:, cv2.CC_STAT_WIDTH if dx else cv2.CC_STAT_HEIGHT])
+            # Thin across the line; or, a box's corner with a stub of its side, thin on average.
+            thin = (across <= max(4, DASH_THICKNESS * height)) | (
+                stats[:, cv2.CC_STAT_AREA] / along <= max(3, DASH_MEAN_THICKNESS * height)
+            )
+            dashes |= _dashes_on(runs, pieces, stats) & thin
+    return (dashes[pieces] * mask).astype(np.uint8)
+
+
+def _dashes_on(runs: np.ndarray, pieces: np.ndarray, stats: np.ndarray) -> np.ndarray:
+    """Per piece of ink (``pieces``' labels): lying nearly wholly on one of ``runs`` that is
+    dashes: more than one such piece, none holding most of their ink. A "line" of one piece
+    is a solid stroke, and a 1 standing over an underline's dash is a 1 and a dash."""
+    count = len(stats)
+    near = cv2.dilate(runs, np.ones((3, 3), np.uint8))
+    on_line = np.bincount(pieces[near > 0], minlength=count)
+    dash = on_line >= DASH_SHARE * np.maximum(1, stats[:, cv2.CC_STAT_AREA])
+    dash[0] = False
+    run_count, run_labels = cv2.connectedComponents(near, connectivity=8)
+    run_of = np.zeros(count, np.int64)
+    ys, xs = np.nonzero(near)
+    np.maximum.at(run_of, pieces[ys, xs], run_labels[ys, xs])
+    area = stats[:, cv2.CC_STAT_AREA] * dash
+    on_run, largest = np.bincount(run_of, weights=area, minlength=run_count), np.zeros(run_count)
+    np.maximum.at(largest, run_of, area)
+    dashed = (np.bincount(run_of[dash], minlength=run_count) >= 2) & (largest <= DASH_LARGEST * on_run)
+    return dash & dashed[run_of]
+
+
+def _without_comb_teeth(rest: np.ndarray, lines: np.ndarray, height: float) -> np.ndarray:
+    """``rest`` without a comb's teeth: the short walls between a form's cells, standing on
+    its top or bottom line (``lines``, erased), thin, upright and shorter than the writing,
+    with paper beyond the line where they meet it; a stroke of writing that crosses the
+    line goes on beyond it, and is kept."""
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(rest, connectivity=8)
+    reach = max(3, int(0.3 * height))
+    rows = rest.shape[0]
+    for i in range(1, count):
+        x, y, w, h = (int(v) for v in stats[i, :4])
+        if h >= TOOTH_HEIGHT * height or w > max(3, 0.15 * height) or h < 2 * w:
+            continue
+        columns = slice(max(0, x - 1), x + w + 1)
+        above = y > 0 and lines[y - 1, columns].any()
+        below = y + h < rows and lines[y + h, columns].any()
+        if above == below:
+            continue  # on no line, or between two: no tooth
+        step, edge = (-1, y - 1) if above else (1, y + h)
+        while 0 <= edge < rows and lines[edge, columns].any():
+            edge += step  # across the line
+        beyond = rest[max(0, edge - reach + 1) : edge + 1, columns] if above else rest[edge : edge + reach, columns]
+        if not beyond.any():
             rest[labels == i] = 0
     return rest
 
@@ -495,16 +589,25 @@ def _flanked_by_ink(mask: np.ndarray, x: int, y: int, w: int, h: int) -> bool:
     return bool(beside.mean() >= 0.5)
 
 
-def _is_frame(i: int, blobs: list[int], stats: np.ndarray) -> bool:
+def _is_frame(i: int, blobs: list[int], stats: np.ndarray, labels: np.ndarray) -> bool:
     """A printed box around writing: hollow, and holding a shorter blob wholly inside it."""
     x, y, w, h, area = (int(v) for v in stats[i, :5])
-    if area > 0.2 * w * h:
+    if area > 0.2 * w * h and not _hollow(i, stats, labels):
         return False
     for j in blobs:
         bx, by, bw, bh = (int(v) for v in stats[j, :4])
         if j != i and x < bx and bx + bw < x + w and y < by and by + bh < y + h and h >= 1.25 * bh:
             return True
     return False
+
+
+def _hollow(i: int, stats: np.ndarray, labels: np.ndarray) -> bool:
+    """An outline with nothing of its own in the middle half of its box, however thick its
+    lines: a box drawn in a heavy line around one narrow digit has ink over a fifth of its
+    box, and more than the thin-frame rule allows."""
+    x, y, w, h = (int(v) for v in stats[i, :4])
+    patch = labels[y : y + h, x : x + w] == i
+    return not patch[h // 4 : h - h // 4, w // 4 : w - w // 4].any()
 
 
 def _is_bar(i: int, stats: np.ndarray, labels: np.ndarray, height: float, stroke: float) -> bool:

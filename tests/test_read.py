@@ -577,3 +577,16 @@ def test_a_combs_teeth_are_not_read_as_ones():
     cells' walls hang from its top line as short stubs, one of them over the 1, and the
     page read 791356.64."""
     assert Recognizer.load().read(FIXTURES / "a-comb-of-boxes-with-teeth.jpg").text == "1935664"
+
+
+def test_a_level_printed_line_keeps_the_page_from_being_turned():
+    """38466 in a heavy marker in a comb (a page of read_numbers.py, seed 3, image 913): the
+    digits' baseline wanders by enough to pass for a tilt of a few degrees, and turning the
+    page by it turned the comb's lines off the level, where they were no longer found and
+    erased (the page read 138466). The comb's level lines say the page is square."""
+    from inkdigits.images import decode_image
+    from inkdigits.segment import PAGE_SIDE, find_rows
+
+    pixels, _ = decode_image(FIXTURES / "heavy-digits-in-a-level-comb.jpg", 10**8, PAGE_SIDE)
+    assert find_rows(pixels).unlevel is None
+    assert Recognizer.load().read(FIXTURES / "heavy-digits-in-a-level-comb.jpg").text == "38466"

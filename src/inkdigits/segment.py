@@ -38,6 +38,7 @@ MAX_SKEW = 20.0
 SKEW_GAIN = 0.05
 SKEW_ROW = 3.0  # text heights: a shorter row's tilt is not told from its digits' slant
 SKEW_POINTS = 3000  # ink pixels the angle is measured on, at most
+LEVEL_LINE = 2.2  # text heights: a straight level run this long is a printed line (as a form line)
 # Blobs shorter than this share of the text height are separators or parts of a digit.
 SMALL = 0.45
 # Ink is evened out up to this level: fainter neighbourhoods are specks, not writing.
@@ -210,6 +211,8 @@ def find_rows(pixels: np.ndarray) -> Page:
             break
     darkness, unlevel, widened = stages["lighting flattened"], None, None
     angle = skew_angle(first_labels, first_stats, height)
+    if angle and _level_line(mask, height):
+        angle = 0.0  # a printed line runs level: the page is square, the writing slants
     if angle:
         # A printed line a pixel or two thin breaks into dashes when turned, and dashes are
         # no line to remove_form_lines: lines are looked for on the ink widened first.
@@ -302,6 +305,16 @@ def skew_angle(labels: np.ndarray, stats: np.ndarray, height: float) -> float:
     if abs(best) < MIN_SKEW or tightness(best) - tightness(0.0) < SKEW_GAIN:
         return 0.0
     return best
+
+
+def _level_line(mask: np.ndarray, height: float) -> bool:
+    """A straight horizontal run of ink LEVEL_LINE text heights long: a printed line (a form's
+    box, an underline, a ruled line) lying level, which says the page is square to the
+    camera better than handwriting, whose slant and wandering baseline can pass for a tilt
+    of a degree or two. A line turned by that much holds no such run."""
+    length = max(8, int(LEVEL_LINE * height))
+    kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (length, 1))
+    return bool(cv2.countNonZero(cv2.morphologyEx(mask, cv2.MORPH_OPEN, kernel)))
 
 
 def level(images: list[np.ndarray], angle: float) -> tuple[list[np.ndarray], np.ndarray]:

@@ -590,3 +590,12 @@ def test_a_level_printed_line_keeps_the_page_from_being_turned():
     pixels, _ = decode_image(FIXTURES / "heavy-digits-in-a-level-comb.jpg", 10**8, PAGE_SIDE)
     assert find_rows(pixels).unlevel is None
     assert Recognizer.load().read(FIXTURES / "heavy-digits-in-a-level-comb.jpg").text == "38466"
+
+
+def test_a_combs_teeth_are_found_when_its_lines_went_with_the_ruled_lines():
+    """89101.51 in a comb of boxes as wide as the picture (a page of read_numbers.py, seed 3,
+    image 192): its top and bottom lines span the picture and are erased with ruled lines
+    before any form line is looked for, so its teeth stood on nothing and stayed, and the
+    page read 51."""
+    reading = Recognizer.load().read(FIXTURES / "a-comb-filling-the-picture.jpg")
+    assert reading.text == "8910151"

@@ -210,6 +210,9 @@ def find_rows(pixels: np.ndarray) -> Page:
         if scale == 1.0 or height >= COARSE_TEXT_HEIGHT:
             break
     darkness, unlevel, widened = stages["lighting flattened"], None, None
+    # Lines across most of the picture (ruled paper, a form's box filling it) went with
+    # ``ink_map``; a comb's teeth that hung from them are looked for along them.
+    ruled = ((stages["ink (background removed)"] > 0.25) & (ink <= 0.25)).astype(np.float32)
     angle = skew_angle(first_labels, first_stats, height)
     if angle and _level_line(mask, height):
         angle = 0.0  # a printed line runs level: the page is square, the writing slants
@@ -217,7 +220,7 @@ def find_rows(pixels: np.ndarray) -> Page:
         # A printed line a pixel or two thin breaks into dashes when turned, and dashes are
         # no line to remove_form_lines: lines are looked for on the ink widened first.
         widened = cv2.dilate(mask, np.ones((3, 3), np.uint8)).astype(np.float32)
-        (ink, darkness, widened), unlevel = level([ink, darkness, widened], angle)
+        (ink, darkness, widened, ruled), unlevel = level([ink, darkness, widened, ruled], angle)
         mask = (ink > 0.25).astype(np.uint8)
         _, first_labels, first_stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
         height = text_height(first_stats, first_labels) or height
@@ -227,10 +230,11 @@ def find_rows(pixels: np.ndarray) -> Page:
     # slight blur first keeps each stroke one piece.
     smooth = cv2.GaussianBlur(ink, (0, 0), max(1.0, height / 40))
     mask = ((smooth > 0.2) | (mask > 0)).astype(np.uint8)
+    ruled_lines = (ruled > 0.5).astype(np.uint8)
     if widened is None:
-        mask = remove_form_lines(mask, height)
+        mask = remove_form_lines(mask, height, ruled_lines)
     else:
-        mask &= remove_form_lines(((widened > 0.5) | (mask > 0)).astype(np.uint8), height)
+        mask &= remove_form_lines(((widened > 0.5) | (mask > 0)).astype(np.uint8), height, ruled_lines)
     ink = ink * mask
     count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
     page = Page(ink, labels, scale, stats=stats, unlevel=unlevel)
@@ -455,20 +459,25 @@ def text_height(stats: np.ndarray, labels: np.ndarray | None = None) -> float | 
     return typical
 
 
-def remove_form_lines(mask: np.ndarray, height: float) -> np.ndarray:
-    """Erase long straight lines (box edges, underlines, margins) and the sides of boxes.
+def remove_form_lines(mask: np.ndarray, height: float, erased: np.ndarray | None = None) -> np.ndarray:
+    """Erase long straight lines (box edges, underlines, margins), the sides of boxes and
+    the teeth of combs.
 
     A horizontal line longer than two text heights is no digit's stroke. The sides of form
     boxes are short vertical lines, as tall as a 1; they are told apart by touching a
-    horizontal line that was erased at one of their ends.
+    horizontal line that was erased at one of their ends. ``erased``: lines taken out of
+    ``mask`` before (ruled lines), whose combs' teeth are looked for too.
     """
     long = max(8, int(2.2 * height))
     horizontal = cv2.morphologyEx(mask, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (long, 1)))
     horizontal = _without_runs_through_writing(horizontal, mask, height)
     vertical_long = cv2.morphologyEx(mask, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (1, long)))
     lines = cv2.bitwise_or(cv2.bitwise_or(horizontal, vertical_long), dashed_lines(mask, height))
+    before = erased is not None and cv2.countNonZero(erased) > 0
     if not cv2.countNonZero(lines):
-        return mask
+        return (
+            _without_comb_teeth(mask.copy(), cv2.dilate(erased, np.ones((3, 3), np.uint8)), height) if before else mask
+        )
     lines = cv2.dilate(lines, np.ones((3, 3), np.uint8))
     rest = cv2.bitwise_and(mask, cv2.bitwise_not(lines))
     # Box sides: straight vertical runs of most of a text height that touched an erased line,
@@ -487,6 +496,8 @@ def remove_form_lines(mask: np.ndarray, height: float) -> np.ndarray:
         ends = (top and bottom) or ((top or bottom) and h >= BOX_SIDE_HEIGHT * height)
         if ends and not _flanked_by_ink(rest, x, y, w, h):
             rest[labels == i] = 0
+    if before:
+        lines = cv2.bitwise_or(lines, cv2.dilate(erased, np.ones((3, 3), np.uint8)))
     return _without_comb_teeth(rest, lines, height)
 
 

@@ -599,3 +599,12 @@ def test_a_combs_teeth_are_found_when_its_lines_went_with_the_ruled_lines():
     page read 51."""
     reading = Recognizer.load().read(FIXTURES / "a-comb-filling-the-picture.jpg")
     assert reading.text == "8910151"
+
+
+def test_slashes_the_page_shows_are_read_as_a_dates_slashes():
+    """23/09/2009 in a box, its slashes long straight strokes (a page of read_numbers.py,
+    seed 3, image 965): the readers take them for 1s, more surely than a date's shape alone
+    outweighs (2310912009); the segmentation finds them leaning as only slashes do."""
+    reading = Recognizer.load().read(FIXTURES / "a-date-whose-slashes-look-like-ones.jpg")
+    assert reading.text == "23092009"
+    assert reading.lines[0].text_full == "23/09/2009"

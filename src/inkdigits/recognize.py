@@ -364,7 +364,8 @@ class Recognizer:
                 lines.append(None)
                 continue
             readings = [member[index, : line.steps] for member in members]
-            emitted = as_written(readings, greedy_decode(readings[agreed_reading(readings)]))
+            emitted = greedy_decode(readings[agreed_reading(readings)])
+            emitted = as_written(readings, emitted, _on_slashes(row, origin, line, emitted))
             lines.append(_row_reading(page, row, ink, origin, line, emitted, self._digit_probabilities))
         return lines
 
@@ -524,6 +525,18 @@ def _row_reading(
             reading = DigitReading(int(mark.char), mark.confidence, page.input_box(x0, y0, x1, y1))
         items.append((x0, x1, mark.char, reading))
     return _assemble_line(items, row.height)
+
+
+def _on_slashes(row: Row, origin: tuple[int, int], line: LineInput, emitted: list[Emitted]) -> frozenset[int]:
+    """The places of the 1s read where the row's geometry found a slash (``segment``)."""
+    spans = [(s.x0, s.x1) for s in row.separators if s.char == "/"]
+    if not spans:
+        return frozenset()
+    return frozenset(
+        k
+        for k, e in enumerate(emitted)
+        if e.char == "1" and any(x0 <= origin[0] + e.centre_column(line) <= x1 for x0, x1 in spans)
+    )
 
 
 def _word_spans(emitted: list[Emitted], line: LineInput) -> list[tuple[float, float]]:

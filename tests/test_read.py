@@ -608,3 +608,10 @@ def test_slashes_the_page_shows_are_read_as_a_dates_slashes():
     reading = Recognizer.load().read(FIXTURES / "a-date-whose-slashes-look-like-ones.jpg")
     assert reading.text == "23092009"
     assert reading.lines[0].text_full == "23/09/2009"
+
+
+def test_a_piece_of_a_printed_box_side_is_not_read_as_a_1():
+    """8940393 in a box printed in a fine line (a page of read_numbers.py, seed 3, image
+    291): all that the photo left of the box's right side is a straight piece a pixel wide
+    and three quarters of the writing's height, and it was read as a last 1."""
+    assert Recognizer.load().read(FIXTURES / "a-box-with-a-side-broken-off.jpg").text == "8940393"

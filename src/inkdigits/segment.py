@@ -54,9 +54,9 @@ SMUDGE_THICKNESS = 0.5
 # A lone box side is drawn at most this share of the pen's mean stroke width.
 BAR_STROKE_SHARE = 0.75
 # A bar at most this share of the pen's stroke is printed: a box side from this share of the
-# text height up.
+# text height up (or what a photo left of one: a straight piece of a fine line).
 PRINTED_BAR_SHARE = 0.4
-PRINTED_BAR_HEIGHT = 0.8
+PRINTED_BAR_HEIGHT = 0.6
 # A row whose marks are typically shorter than this share of the text height is no row.
 SHORT_ROW = 0.6
 # A horizontal run with writing both above and below it along this share of its length is

@@ -615,3 +615,11 @@ def test_a_piece_of_a_printed_box_side_is_not_read_as_a_1():
     291): all that the photo left of the box's right side is a straight piece a pixel wide
     and three quarters of the writing's height, and it was read as a last 1."""
     assert Recognizer.load().read(FIXTURES / "a-box-with-a-side-broken-off.jpg").text == "8940393"
+
+
+def test_an_underline_a_little_off_the_level_is_erased():
+    """0480 over an underline a pixel thin that drops two pixels along its length (a page of
+    read_numbers.py, seed 3, image 921): it holds no straight run as long as a form line, and
+    was read with the digits (04812)."""
+    reading = Recognizer.load().read(FIXTURES / "an-underline-a-little-off-the-level.jpg")
+    assert [line.text for line in reading.lines] == ["2959805", "0480"]

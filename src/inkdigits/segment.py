@@ -67,6 +67,9 @@ WRITING_ABOVE_AND_BELOW = 0.15
 # A thin printed line photographed breaks into dashes; gaps up to DASH_GAP text heights are
 # bridged to find it, and a piece with DASH_SHARE of its ink on the line is a dash of it (a
 # stroke that crosses or touches the line has most of its ink off it).
+LINE_PLAY = 0.04  # text heights a form line may wander up or down along 2.2 of them
+LINE_THIN = 0.06  # text heights thick, at most, along THIN_SHARE of such a line: finer than a pen
+THIN_SHARE = 0.7
 DASH_GAP = 0.25
 DASH_SHARE = 0.8
 DASH_LARGEST = 0.6  # no dash of a line holds more of its ink
@@ -470,6 +473,7 @@ def remove_form_lines(mask: np.ndarray, height: float, erased: np.ndarray | None
     """
     long = max(8, int(2.2 * height))
     horizontal = cv2.morphologyEx(mask, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (long, 1)))
+    horizontal |= _thin_lines_off_the_level(mask, long, height)
     horizontal = _without_runs_through_writing(horizontal, mask, height)
     vertical_long = cv2.morphologyEx(mask, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (1, long)))
     lines = cv2.bitwise_or(cv2.bitwise_or(horizontal, vertical_long), dashed_lines(mask, height))
@@ -575,6 +579,26 @@ def _without_comb_teeth(rest: np.ndarray, lines: np.ndarray, height: float) -> n
         if not beyond.any():
             rest[labels == i] = 0
     return rest
+
+
+def _thin_lines_off_the_level(mask: np.ndarray, long: int, height: float) -> np.ndarray:
+    """Thin lines that drop a pixel or two along their length (an underline printed or
+    photographed a little off the level): a line a pixel or two thin then holds no straight
+    run ``long`` pixels long, but does with LINE_PLAY text heights' play up and down. Only
+    the thin ones: strokes of writing joined up (touching digits' tops or feet, a dash
+    between ones) make runs as long with that play, drawn with the pen's width."""
+    play = 2 * max(1, int(LINE_PLAY * height)) + 1
+    runs = cv2.dilate(mask, np.ones((play, 1), np.uint8))
+    runs = cv2.morphologyEx(runs, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (long, 1))) & mask
+    if not cv2.countNonZero(runs):
+        return runs
+    # Ink in upright runs no longer than a thin line is thick: the pen's strokes are more.
+    most = max(1, int(LINE_THIN * height))
+    fine = mask & ~cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((most + 1, 1), np.uint8))
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(runs, connectivity=8)
+    thin = np.bincount(labels[fine > 0], minlength=count) >= THIN_SHARE * stats[:, cv2.CC_STAT_AREA]
+    thin[0] = False
+    return (thin[labels] * runs).astype(np.uint8)
 
 
 def _without_runs_through_writing(horizontal: np.ndarray, mask: np.ndarray, height: float) -> np.ndarray:

@@ -623,3 +623,10 @@ def test_an_underline_a_little_off_the_level_is_erased():
     was read with the digits (04812)."""
     reading = Recognizer.load().read(FIXTURES / "an-underline-a-little-off-the-level.jpg")
     assert [line.text for line in reading.lines] == ["2959805", "0480"]
+
+
+def test_a_row_of_touching_digits_in_a_fine_pen_alone_is_read():
+    """44049 in a fine pen, its digits touching (a page of read_numbers.py, seed 3, image
+    465): the one blob on the page is five times wider than tall and fills a fifth of its
+    box, like no single character, so no text height was found and the page read empty."""
+    assert Recognizer.load().read(FIXTURES / "one-blob-of-touching-digits-in-a-fine-pen.jpg").text == "44049"

@@ -81,6 +81,9 @@ BOX_SIDE_HEIGHT = 1.1
 # A comb's teeth (short walls between a form's cells, standing on its top or bottom line)
 # are thin stubs shorter than this share of the text height.
 TOOTH_HEIGHT = 0.7
+# The least share of its box that a row of touching digits in a fine pen fills, when it is
+# the only blob of writing (a box's outline, or a line drawn at a slant, fills less).
+LONE_ROW_FILL = 0.1
 # A mark joins a longer row beside it when this share of its height lies in the row's band.
 STRAGGLER_SHARE = 0.25
 # A row's reading takes in loose ink (a faded stroke's pieces, a separator) up to this many
@@ -438,6 +441,11 @@ def text_height(stats: np.ndarray, labels: np.ndarray | None = None) -> float | 
     # of its box (else the specks around it would set the height).
     chosen = (heights >= 6) & (widths <= 4 * heights)
     chosen |= (heights >= 6) & (widths <= 12 * heights) & (areas >= 0.25 * widths * heights)
+    if not chosen.any() and labels is not None:
+        # All of the writing one blob, in a fine pen (a row of touching digits fills less of
+        # its box): it is the writing unless it is hollow (a box) or hardly fills it (a line).
+        wide = (heights >= 6) & (widths <= 12 * heights) & (areas >= LONE_ROW_FILL * widths * heights)
+        chosen = wide & np.array([bool(w) and not _hollow(k + 1, stats, labels) for k, w in enumerate(wide)], bool)
     # The sides of a box around the writing are as thin as a 1 and taller than any digit;
     # two of them among four digits would set the height. Bars taller than the rest are
     # left out (not a 1 among digits as tall, nor a row of ones).

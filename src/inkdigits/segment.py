@@ -526,39 +526,67 @@ def dashed_lines(mask: np.ndarray, height: float) -> np.ndarray:
     """
     gap = max(3, int(DASH_GAP * height))
     lengths = {(1, 0): max(8, int(2.2 * height)), (0, 1): max(8, int(1.1 * height))}
+    found = []
+    for (dx, _), length in lengths.items():
+        runs = _runs_along(mask, length, bool(dx), gap)
+        if cv2.countNonZero(runs):
+            found.append((dx, runs))
+    if not found:
+        return np.zeros_like(mask)
     count, pieces, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
     dashes = np.zeros(count, bool)
-    for (dx, dy), length in lengths.items():
-        bridge = cv2.getStructuringElement(cv2.MORPH_RECT, (gap if dx else 1, gap if dy else 1))
-        straight = cv2.getStructuringElement(cv2.MORPH_RECT, (length if dx else 1, length if dy else 1))
-        runs = cv2.morphologyEx(cv2.morphologyEx(mask, cv2.MORPH_CLOSE, bridge), cv2.MORPH_OPEN, straight)
-        if cv2.countNonZero(runs):
-            across = stats[:, cv2.CC_STAT_HEIGHT if dx else cv2.CC_STAT_WIDTH]
-            along = np.maximum(1, stats[:, cv2.CC_STAT_WIDTH if dx else cv2.CC_STAT_HEIGHT])
-            # Thin across the line; or, a box's corner with a stub of its side, thin on average.
-            thin = (across <= max(4, DASH_THICKNESS * height)) | (
-                stats[:, cv2.CC_STAT_AREA] / along <= max(3, DASH_MEAN_THICKNESS * height)
-            )
-            dashes |= _dashes_on(runs, pieces, stats) & thin
+    for dx, runs in found:
+        across = stats[:, cv2.CC_STAT_HEIGHT if dx else cv2.CC_STAT_WIDTH]
+        along = np.maximum(1, stats[:, cv2.CC_STAT_WIDTH if dx else cv2.CC_STAT_HEIGHT])
+        # Thin across the line; or, a box's corner with a stub of its side, thin on average.
+        thin = (across <= max(4, DASH_THICKNESS * height)) | (
+            stats[:, cv2.CC_STAT_AREA] / along <= max(3, DASH_MEAN_THICKNESS * height)
+        )
+        dashes |= _dashes_on(runs, pieces, stats, thin)
     return (dashes[pieces] * mask).astype(np.uint8)
 
 
-def _dashes_on(runs: np.ndarray, pieces: np.ndarray, stats: np.ndarray) -> np.ndarray:
-    """Per piece of ink (``pieces``' labels): lying nearly wholly on one of ``runs`` that is
-    dashes: more than one such piece, none holding most of their ink. A "line" of one piece
-    is a solid stroke, and a 1 standing over an underline's dash is a 1 and a dash."""
+def _runs_along(mask: np.ndarray, length: int, horizontal: bool, gap: int = 0) -> np.ndarray:
+    """Where ``mask`` holds straight runs at least about ``length`` pixels long along rows (or
+    columns), gaps of up to ``gap`` pixels bridged first. The opening is worked out in
+    stretches of ``length // 16`` pixels, each counted when all ink (an opening costs in
+    proportion to its length, and a page's lines are long), then grown back over the ink at
+    its ends, where a stretch is only partly ink."""
+    rows, columns = mask.shape
+
+    def straight(n: int) -> np.ndarray:  # a line n long, along the runs
+        return np.ones((1, n) if horizontal else (n, 1), np.uint8)
+
+    if gap > 1:
+        mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, straight(gap))
+    step = max(1, length // 16)
+    full = cv2.erode(mask, straight(step), anchor=(0, 0), borderType=cv2.BORDER_CONSTANT, borderValue=0)
+    cells = np.ascontiguousarray(full[:, ::step] if horizontal else full[::step])
+    opened = cv2.morphologyEx(cells, cv2.MORPH_OPEN, straight(max(1, length // step - 1)))
+    size = (opened.shape[1] * step, rows) if horizontal else (columns, opened.shape[0] * step)
+    runs = cv2.resize(opened, size, interpolation=cv2.INTER_NEAREST)[:rows, :columns]
+    return cv2.dilate(runs, straight(2 * step + 1)) & mask  # the ends, where they are ink
+
+
+def _dashes_on(runs: np.ndarray, pieces: np.ndarray, stats: np.ndarray, thin: np.ndarray) -> np.ndarray:
+    """Per piece of ink (``pieces``' labels): thin, lying nearly wholly on one of ``runs``
+    that is dashes: more than one such piece, none holding most of their ink. A "line" of
+    one piece is a solid stroke, and a 1 standing over an underline's dash is a 1 and a dash."""
     count = len(stats)
-    near = cv2.dilate(runs, np.ones((3, 3), np.uint8))
-    on_line = np.bincount(pieces[near > 0], minlength=count)
-    dash = on_line >= DASH_SHARE * np.maximum(1, stats[:, cv2.CC_STAT_AREA])
+    near = cv2.dilate(runs, np.ones((3, 3), np.uint8)) > 0
+    on_line = pieces[near]
+    dash = thin & (np.bincount(on_line, minlength=count) >= DASH_SHARE * np.maximum(1, stats[:, cv2.CC_STAT_AREA]))
     dash[0] = False
-    run_count, run_labels = cv2.connectedComponents(near, connectivity=8)
+    if not dash.any():  # most pages: strokes of writing only
+        return dash
+    run_count, run_labels = cv2.connectedComponents(near.astype(np.uint8), connectivity=8)
     run_of = np.zeros(count, np.int64)
-    ys, xs = np.nonzero(near)
-    np.maximum.at(run_of, pieces[ys, xs], run_labels[ys, xs])
+    run_of[on_line] = run_labels[near]  # a dash lies on one run
     area = stats[:, cv2.CC_STAT_AREA] * dash
-    on_run, largest = np.bincount(run_of, weights=area, minlength=run_count), np.zeros(run_count)
-    np.maximum.at(largest, run_of, area)
+    on_run = np.bincount(run_of, weights=area, minlength=run_count)
+    largest = np.zeros(run_count)
+    by_size = np.argsort(area)
+    largest[run_of[by_size]] = area[by_size]  # the last, largest, written wins
     dashed = (np.bincount(run_of[dash], minlength=run_count) >= 2) & (largest <= DASH_LARGEST * on_run)
     return dash & dashed[run_of]
 
@@ -596,8 +624,7 @@ def _thin_lines_off_the_level(mask: np.ndarray, long: int, height: float) -> np.
     the thin ones: strokes of writing joined up (touching digits' tops or feet, a dash
     between ones) make runs as long with that play, drawn with the pen's width."""
     play = 2 * max(1, int(LINE_PLAY * height)) + 1
-    runs = cv2.dilate(mask, np.ones((play, 1), np.uint8))
-    runs = cv2.morphologyEx(runs, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (long, 1))) & mask
+    runs = _runs_along(cv2.dilate(mask, np.ones((play, 1), np.uint8)), long, True) & mask
     if not cv2.countNonZero(runs):
         return runs
     # Ink in upright runs no longer than a thin line is thick: the pen's strokes are more.

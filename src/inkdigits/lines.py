@@ -283,7 +283,7 @@ def _lost_digits(text: str) -> set[str]:
 
 
 def _seen_slash_dates(text: str, places: frozenset[int]) -> dict[str, int]:
-    """Dates made by reading some of the 1s at ``places`` as slashes, each with how many."""
+    """Dates made by reading one or two of the 1s at ``places`` as slashes, each with how many."""
     ones = sorted(k for k in places if k < len(text) and text[k] == "1")
     dates = {}
     for count in range(1, min(2, len(ones)) + 1):

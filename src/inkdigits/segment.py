@@ -6,8 +6,9 @@ lines, boxes and dots get in the way. This module does the geometry; the recogni
 
 1. The page's ink, as for one digit (``preprocess.ink_map``): lighting divided out, blank
    pages refused, ruled lines gone; rows photographed at a tilt levelled (``skew_angle``).
-   Then form lines: long horizontal strokes (box edges, underlines) and the short verticals
-   that join them (the sides of form boxes).
+   Then form lines: long horizontal strokes (box edges, underlines, also when a photo broke
+   them into dashes or set them a little off the level), the short verticals that join them
+   (the sides of form boxes) and the stubs that hang from them (a comb's teeth).
 2. Blobs, the typical text height, and rows: blobs that share most of their height.
 3. Per row: small blobs become separators (point, comma, dash) or join the digit above them
    (a 5's detached bar); a long thin slanted blob is a slash. Wide blobs are cut at thin
@@ -64,12 +65,12 @@ SHORT_ROW = 0.6
 # line scored 0 and 58 of 60 bands of writing 0.15 or more; a descender or two crossing an
 # underline would score a few hundredths.
 WRITING_ABOVE_AND_BELOW = 0.15
-# A thin printed line photographed breaks into dashes; gaps up to DASH_GAP text heights are
-# bridged to find it, and a piece with DASH_SHARE of its ink on the line is a dash of it (a
-# stroke that crosses or touches the line has most of its ink off it).
 LINE_PLAY = 0.04  # text heights a form line may wander up or down along 2.2 of them
 LINE_THIN = 0.06  # text heights thick, at most, along THIN_SHARE of such a line: finer than a pen
 THIN_SHARE = 0.7
+# A thin printed line photographed breaks into dashes; gaps up to DASH_GAP text heights are
+# bridged to find it, and a piece with DASH_SHARE of its ink on the line is a dash of it (a
+# stroke that crosses or touches the line has most of its ink off it).
 DASH_GAP = 0.25
 DASH_SHARE = 0.8
 DASH_LARGEST = 0.6  # no dash of a line holds more of its ink

@@ -486,16 +486,22 @@ def remove_form_lines(mask: np.ndarray, height: float, erased: np.ndarray | None
     horizontal = _without_runs_through_writing(horizontal, mask, height)
     vertical_long = cv2.morphologyEx(mask, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (1, long)))
     lines = cv2.bitwise_or(cv2.bitwise_or(horizontal, vertical_long), dashed_lines(mask, height))
-    before = erased is not None and cv2.countNonZero(erased) > 0
+    rest = mask
+    if cv2.countNonZero(lines):
+        lines = cv2.dilate(lines, np.ones((3, 3), np.uint8))
+        rest = _without_box_sides(cv2.bitwise_and(mask, cv2.bitwise_not(lines)), lines, height)
+    if erased is not None:
+        lines = cv2.bitwise_or(lines, cv2.dilate(erased, np.ones((3, 3), np.uint8)))
     if not cv2.countNonZero(lines):
-        return (
-            _without_comb_teeth(mask.copy(), cv2.dilate(erased, np.ones((3, 3), np.uint8)), height) if before else mask
-        )
-    lines = cv2.dilate(lines, np.ones((3, 3), np.uint8))
-    rest = cv2.bitwise_and(mask, cv2.bitwise_not(lines))
-    # Box sides: straight vertical runs of most of a text height that touched an erased line,
-    # with paper on both sides: within a steep stroke (a 2's diagonal standing on an
-    # underline) the same runs are flanked by ink, and erasing them would cut the digit.
+        return rest
+    return _without_comb_teeth(rest.copy() if rest is mask else rest, lines, height)
+
+
+def _without_box_sides(rest: np.ndarray, lines: np.ndarray, height: float) -> np.ndarray:
+    """``rest`` (ink with ``lines`` erased) without the sides of boxes: straight vertical runs
+    of most of a text height that touched an erased line, with paper on both sides: within a
+    steep stroke (a 2's diagonal standing on an underline) the same runs are flanked by ink,
+    and erasing them would cut the digit."""
     side = max(4, int(0.7 * height))
     verticals = cv2.morphologyEx(rest, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (1, side)))
     count, labels, stats, _ = cv2.connectedComponentsWithStats(verticals, connectivity=8)
@@ -504,14 +510,12 @@ def remove_form_lines(mask: np.ndarray, height: float, erased: np.ndarray | None
         x, y, w, h = stats[i, :4]
         if w > max(3, 0.25 * height):
             continue
-        top, bottom = touching[max(0, y - 1), x : x + w].any(), touching[min(mask.shape[0] - 1, y + h), x : x + w].any()
+        top, bottom = touching[max(0, y - 1), x : x + w].any(), touching[min(rest.shape[0] - 1, y + h), x : x + w].any()
         # Between two lines, or on one and taller than the writing: a 1 may stand on an underline.
         ends = (top and bottom) or ((top or bottom) and h >= BOX_SIDE_HEIGHT * height)
         if ends and not _flanked_by_ink(rest, x, y, w, h):
             rest[labels == i] = 0
-    if before:
-        lines = cv2.bitwise_or(lines, cv2.dilate(erased, np.ones((3, 3), np.uint8)))
-    return _without_comb_teeth(rest, lines, height)
+    return rest
 
 
 def dashed_lines(mask: np.ndarray, height: float) -> np.ndarray:
@@ -526,19 +530,18 @@ def dashed_lines(mask: np.ndarray, height: float) -> np.ndarray:
     a printed word's letters, lined up as closely, are thicker than a line.
     """
     gap = max(3, int(DASH_GAP * height))
-    lengths = {(1, 0): max(8, int(2.2 * height)), (0, 1): max(8, int(1.1 * height))}
     found = []
-    for (dx, _), length in lengths.items():
-        runs = _runs_along(mask, length, bool(dx), gap)
+    for along_rows, length in ((True, max(8, int(2.2 * height))), (False, max(8, int(1.1 * height)))):
+        runs = _runs_along(mask, length, along_rows, gap)
         if cv2.countNonZero(runs):
-            found.append((dx, runs))
+            found.append((along_rows, runs))
     if not found:
         return np.zeros_like(mask)
     count, pieces, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
     dashes = np.zeros(count, bool)
-    for dx, runs in found:
-        across = stats[:, cv2.CC_STAT_HEIGHT if dx else cv2.CC_STAT_WIDTH]
-        along = np.maximum(1, stats[:, cv2.CC_STAT_WIDTH if dx else cv2.CC_STAT_HEIGHT])
+    for along_rows, runs in found:
+        across = stats[:, cv2.CC_STAT_HEIGHT if along_rows else cv2.CC_STAT_WIDTH]
+        along = np.maximum(1, stats[:, cv2.CC_STAT_WIDTH if along_rows else cv2.CC_STAT_HEIGHT])
         # Thin across the line; or, a box's corner with a stub of its side, thin on average.
         thin = (across <= max(4, DASH_THICKNESS * height)) | (
             stats[:, cv2.CC_STAT_AREA] / along <= max(3, DASH_MEAN_THICKNESS * height)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import shutil
@@ -287,3 +288,39 @@ def test_no_glyph_in_a_training_row_is_drawn_mostly_inside_its_neighbour(mnist):
         assert (both[:, left : left + ink.shape[1]][ink] > 1).mean() <= MOST_HIDDEN
     clear = 10 + zero.shape[1] + 5
     assert _visible_position(one, 0, clear, [(zero, 0, 10)], layers) == clear
+
+
+def test_a_flagged_one_keeps_its_stem_and_gains_an_upstroke_to_the_left_of_its_top(mnist):
+    """The reader's rows give some MNIST 1s the long upstroke much of Europe writes: new ink
+    left of the stem, reaching down from its top, the stem itself untouched."""
+    from inkdigits.synth import mnist_mask, with_flag
+
+    rng = np.random.default_rng(0)
+    for image in mnist.test_images[mnist.test_labels == 1][:20]:
+        one = mnist_mask(image, 40, rng)
+        flagged = with_flag(one, rng)
+        grown = flagged.shape[1] - one.shape[1]
+        assert flagged.shape[0] == one.shape[0] and grown >= 0
+        assert (flagged[:, grown:] >= one).all()  # the stem is all there
+        stem = np.pad(one > 0.5, ((0, 0), (grown, 0)))
+        ys, xs = np.nonzero((flagged > 0.5) & ~stem)
+        stem_top = np.nonzero(stem)[0].min()
+        top_x = np.nonzero(stem[stem_top])[0].min()
+        assert xs.min() < top_x - 0.1 * one.shape[0]  # well left of the stem's top
+        assert ys.min() <= stem_top + 3 and ys.max() <= 0.75 * one.shape[0]  # from the top, not to the foot
+
+
+def test_the_readers_rows_are_written_in_more_hands_than_the_digit_models_letters():
+    """The reader's fonts add hands with flagged 1s to the digit model's handwriting fonts; no
+    benchmark font is among them."""
+    from inkdigits.synth import FONT_ROOT, READER_FONT_PACKAGES, handwriting_fonts, reader_fonts
+
+    spec = importlib.util.spec_from_file_location("realistic", ROOT / "benchmarks" / "realistic.py")
+    realistic = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(realistic)
+    benchmark_fonts = set(realistic.HANDWRITING_FONTS)
+    fonts = reader_fonts()
+    if len(fonts) == len(handwriting_fonts()):
+        pytest.skip(f"the reader's own fonts are not installed: apt-get install {READER_FONT_PACKAGES}")
+    assert fonts[: len(handwriting_fonts())] == handwriting_fonts()
+    assert len(benchmark_fonts) == 10 and not {str(f.relative_to(FONT_ROOT)) for f in fonts} & benchmark_fonts

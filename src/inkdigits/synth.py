@@ -37,6 +37,9 @@ from .progress import Progress
 from .segment import find_rows
 
 BANK_VERSION = 5
+# Share of the line reader's MNIST 1s given a flag (``with_flag``): MNIST's writers were
+# American and left it off, many people do not.
+FLAGGED_ONES = 0.3
 MOST_HIDDEN = 0.5  # the largest share of a row's glyph that other glyphs' ink may cover
 FONT_ROOT = Path("/usr/share/fonts")
 TRAINING_FONT_FAMILIES = ("truetype/dejavu", "truetype/liberation", "truetype/femkeklaver")
@@ -55,6 +58,16 @@ TRAINING_HANDWRITING_FONTS = (
     "opentype/comic-neue/ComicNeue-Light.otf",
     "opentype/comic-neue/ComicNeue-BoldItalic.otf",
 )
+# The line reader learns digits from more handwriting: these also write a 1 with the long
+# upstroke much of Europe gives it, which MNIST's 1s hardly ever have (a reader that never saw
+# one read its flag as a 1 or a slash of its own). None is a benchmark's font.
+READER_HANDWRITING_FONTS = (
+    "opentype/havana/Havana-Regular.otf",
+    "truetype/ecolier-court/Ecolier-court.ttf",
+    "opentype/dancingscript/DancingScript-Regular.otf",
+    "opentype/dancingscript/DancingScript-Bold.otf",
+)
+READER_FONT_PACKAGES = "fonts-havana fonts-ecolier-court fonts-dancingscript"
 # Debian's packages that install those fonts. Which of them are installed decides the letters
 # in the non-digit bank, and so the model: ``train`` warns when any is missing.
 TRAINING_FONT_PACKAGES = (
@@ -78,6 +91,12 @@ NON_DIGIT_SHARES = {
 def handwriting_fonts() -> list[Path]:
     """The training handwriting fonts installed here (none of them a benchmark's file)."""
     return [FONT_ROOT / name for name in TRAINING_HANDWRITING_FONTS if (FONT_ROOT / name).is_file()]
+
+
+def reader_fonts() -> list[Path]:
+    """The handwriting fonts the line reader's rows are written in (installed ones)."""
+    extra = [FONT_ROOT / name for name in READER_HANDWRITING_FONTS if (FONT_ROOT / name).is_file()]
+    return handwriting_fonts() + extra
 
 
 def missing_training_fonts() -> list[str]:
@@ -120,6 +139,28 @@ def mnist_mask(image: np.ndarray, height: int, rng: np.random.Generator) -> np.n
     elif grow < 0 and height > 50:
         mask = cv2.erode(mask, np.ones((2, 2), np.uint8))
     return mask
+
+
+def with_flag(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A 1's mask with the long upstroke many people start it with: from the stem's top down
+    to the left, in the stem's own pen, widened on the left to hold it."""
+    ink = mask > 0.5
+    ys, xs = np.nonzero(ink)
+    if len(ys) == 0:
+        return mask
+    height = mask.shape[0]
+    top = int(ys.min())
+    x_top = float(xs[ys <= top + max(1, height // 20)].mean())
+    widths = ink.sum(axis=1)
+    pen = max(1, int(np.median(widths[widths > 0])))
+    length, angle = height * rng.uniform(0.25, 0.55), np.radians(rng.uniform(20, 60))  # below the level
+    reach = length * np.cos(angle)
+    grow = max(0, int(np.ceil(reach + pen - x_top)))
+    flagged = np.pad(mask, ((0, 0), (grow, 0)))
+    start = (round(x_top + grow), top + pen // 2)
+    end = (round(x_top + grow - reach), round(top + pen // 2 + length * np.sin(angle)))
+    cv2.line(flagged, start, end, 1.0, pen, cv2.LINE_AA)
+    return flagged
 
 
 def letter_mask(letter: str, font: Path, height: int, rng: np.random.Generator) -> np.ndarray:
@@ -521,6 +562,8 @@ def number_row_mask(
             else:
                 pool = images_by_digit[int(char)]
                 mask = mnist_mask(pool[int(rng.integers(0, len(pool)))], size, rng)
+                if char == "1" and rng.random() < FLAGGED_ONES:
+                    mask = with_flag(mask, rng)
             top = int(rng.integers(0, max(1, height // 8)))
         else:
             mask, top = _separator_mask(char, height, stroke, rng)

@@ -47,7 +47,7 @@ from .lines import (
 )
 from .models import READER_SIZES, LineReader
 from .progress import Progress
-from .synth import handwriting_fonts, number_line, training_fonts
+from .synth import number_line, reader_fonts, training_fonts
 from .train import git_commit, physical_cores, versions
 
 VALIDATION_DIGITS = 5000
@@ -63,7 +63,7 @@ def _digit_pools(images: np.ndarray, labels: np.ndarray) -> list[np.ndarray]:
 def _make_rows(job: tuple[np.ndarray, np.ndarray, int, int, float]) -> list[tuple[np.ndarray, str]]:
     images, labels, count, seed, words = job
     rng = np.random.default_rng(seed)
-    pools, fonts = _digit_pools(images, labels), handwriting_fonts()
+    pools, fonts = _digit_pools(images, labels), reader_fonts()
     word_fonts = training_fonts() + fonts  # printed and handwritten; none a benchmark's
     rows: list[tuple[np.ndarray, str]] = []
     while len(rows) < count:

@@ -47,7 +47,7 @@ from .lines import (
 )
 from .models import READER_SIZES, LineReader
 from .progress import Progress
-from .synth import number_line, reader_fonts, training_fonts
+from .synth import FLAGGED_ONES, FONT_ROOT, number_line, reader_fonts, training_fonts
 from .train import git_commit, physical_cores, versions
 
 VALIDATION_DIGITS = 5000
@@ -157,6 +157,8 @@ def _recipe(args: argparse.Namespace) -> dict[str, Any]:
         "photographed_share": PHOTOGRAPHED,
         "stretched_share": STRETCHED,
         "stretch_range": [round(math.exp(-STRETCH), 3), round(math.exp(STRETCH), 3)],
+        "flagged_ones_share": FLAGGED_ONES,
+        "digit_fonts": sorted(str(p.relative_to(FONT_ROOT)) for p in reader_fonts()),
         "validation_digits": VALIDATION_DIGITS,
     }
 

@@ -153,7 +153,8 @@ def with_flag(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     x_top = float(xs[ys <= top + max(1, height // 20)].mean())
     widths = ink.sum(axis=1)
     pen = max(1, int(np.median(widths[widths > 0])))
-    length, angle = height * rng.uniform(0.25, 0.55), np.radians(rng.uniform(20, 60))  # below the level
+    # from a short tick to an upstroke from two thirds of the way down
+    length, angle = height * rng.uniform(0.25, 0.8), np.radians(rng.uniform(20, 60))  # below the level
     reach = length * np.cos(angle)
     grow = max(0, int(np.ceil(reach + pen - x_top)))
     flagged = np.pad(mask, ((0, 0), (grow, 0)))

@@ -37,8 +37,8 @@ from .progress import Progress
 from .segment import find_rows
 
 BANK_VERSION = 5
-# Share of the line reader's MNIST 1s given a flag (``with_flag``): MNIST's writers were
-# American and left it off, many people do not.
+# Share of the line reader's MNIST 1s given a flag (``with_flag``): MNIST's American writers
+# hardly ever drew one; much of Europe does.
 FLAGGED_ONES = 0.3
 MOST_HIDDEN = 0.5  # the largest share of a row's glyph that other glyphs' ink may cover
 FONT_ROOT = Path("/usr/share/fonts")
@@ -58,6 +58,12 @@ TRAINING_HANDWRITING_FONTS = (
     "opentype/comic-neue/ComicNeue-Light.otf",
     "opentype/comic-neue/ComicNeue-BoldItalic.otf",
 )
+# Debian's packages that install those fonts. Which of them are installed decides the letters
+# in the non-digit bank, and so the model: ``train`` warns when any is missing.
+TRAINING_FONT_PACKAGES = (
+    "fonts-dejavu-core fonts-dejavu-extra fonts-liberation fonts-femkeklaver "
+    "fonts-dkg-handwriting fonts-bwht fonts-comic-neue"
+)
 # The line reader learns digits from more handwriting: these also write a 1 with the long
 # upstroke much of Europe gives it, which MNIST's 1s hardly ever have (a reader that never saw
 # one read its flag as a 1 or a slash of its own). None is a benchmark's font.
@@ -68,12 +74,6 @@ READER_HANDWRITING_FONTS = (
     "opentype/dancingscript/DancingScript-Bold.otf",
 )
 READER_FONT_PACKAGES = "fonts-havana fonts-ecolier-court fonts-dancingscript"
-# Debian's packages that install those fonts. Which of them are installed decides the letters
-# in the non-digit bank, and so the model: ``train`` warns when any is missing.
-TRAINING_FONT_PACKAGES = (
-    "fonts-dejavu-core fonts-dejavu-extra fonts-liberation fonts-femkeklaver "
-    "fonts-dkg-handwriting fonts-bwht fonts-comic-neue"
-)
 # Letters that are drawn exactly like a digit (O and 0, l and 1) are neither digits nor
 # non-digits: no reader can tell them apart out of context.
 LETTERS = "".join(c for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz" if c not in "OoIl")

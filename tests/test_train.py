@@ -310,6 +310,29 @@ def test_a_flagged_one_keeps_its_stem_and_gains_an_upstroke_to_the_left_of_its_t
         assert ys.min() <= stem_top + 3 and ys.max() <= 0.8 * one.shape[0]  # from the top, not to the foot
 
 
+def test_a_crossed_seven_keeps_its_strokes_and_gains_a_bar_across_its_stem_halfway_down(mnist):
+    """Some of the reader's MNIST 7s get the bar across the stem much of Europe writes: new
+    ink on both sides of the stem, about halfway down, the 7 itself untouched."""
+    from inkdigits.synth import mnist_mask, with_crossbar
+
+    rng = np.random.default_rng(0)
+    for image in mnist.test_images[mnist.test_labels == 7][:20]:
+        seven = mnist_mask(image, 40, rng)
+        crossed = with_crossbar(seven, rng)
+        added = crossed.shape[1] - seven.shape[1]
+        assert crossed.shape[0] == seven.shape[0] and added >= 0
+        left = next(grow for grow in range(added + 1) if (crossed[:, grow : grow + seven.shape[1]] >= seven).all())
+        old = np.zeros(crossed.shape, bool)
+        old[:, left : left + seven.shape[1]] = seven > 0.5
+        ys, xs = np.nonzero((crossed > 0.5) & ~old)
+        assert len(ys) > 0
+        rows = np.nonzero(old.any(axis=1))[0]
+        middle = (rows.min() + rows.max()) / 2
+        assert abs(ys.mean() - middle) <= 0.2 * len(rows)  # about halfway down
+        stem = np.nonzero(old[round(ys.mean())])[0]
+        assert xs.min() < stem.min() and xs.max() > stem.max()  # across the stem, both sides
+
+
 def test_the_readers_rows_are_written_in_more_hands_than_the_digit_models_letters():
     """The reader's fonts add hands with flagged 1s to the digit model's handwriting fonts; no
     benchmark font is among them."""

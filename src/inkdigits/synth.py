@@ -40,6 +40,9 @@ BANK_VERSION = 5
 # Share of the line reader's MNIST 1s given a flag (``with_flag``): MNIST's American writers
 # hardly ever drew one; much of Europe does.
 FLAGGED_ONES = 0.3
+# Share of its MNIST 7s given a bar across the stem (``with_crossbar``), as much of Europe
+# writes them; MNIST has few, and the digit model read 5% of crossed MNIST 7s otherwise.
+CROSSED_SEVENS = 0.3
 MOST_HIDDEN = 0.5  # the largest share of a row's glyph that other glyphs' ink may cover
 FONT_ROOT = Path("/usr/share/fonts")
 TRAINING_FONT_FAMILIES = ("truetype/dejavu", "truetype/liberation", "truetype/femkeklaver")
@@ -105,6 +108,11 @@ def missing_training_fonts() -> list[str]:
     return families + [name for name in TRAINING_HANDWRITING_FONTS if not (FONT_ROOT / name).is_file()]
 
 
+def missing_reader_fonts() -> list[str]:
+    """The line reader's fonts not installed here: the digit model's, and the reader's own hands."""
+    return missing_training_fonts() + [name for name in READER_HANDWRITING_FONTS if not (FONT_ROOT / name).is_file()]
+
+
 def bank_recipe() -> dict[str, object]:
     """What the banks are made from besides MNIST and the seed: the generator's version and
     the font files its letters come from (for a run's record)."""
@@ -162,6 +170,33 @@ def with_flag(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     end = (round(x_top + grow - reach), round(top + pen // 2 + length * np.sin(angle)))
     cv2.line(flagged, start, end, 1.0, pen, cv2.LINE_AA)
     return flagged
+
+
+def with_crossbar(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A 7's mask with the short bar many people draw across its stem, about halfway down,
+    in the stem's own pen, widened on either side to hold it."""
+    ink = mask > 0.5
+    ys = np.nonzero(ink.any(axis=1))[0]
+    if len(ys) == 0:
+        return mask
+    top, bottom = int(ys.min()), int(ys.max())
+    y = round(top + (bottom - top) * rng.uniform(0.4, 0.6))
+    stem = np.nonzero(ink[y])[0]
+    if len(stem) == 0:
+        return mask
+    widths = ink.sum(axis=1)
+    pen = max(1, int(np.median(widths[widths > 0])))
+    height = bottom - top
+    # past the stem on both sides, a little further on one
+    half = (stem.max() - stem.min()) / 2 + height * rng.uniform(0.1, 0.25)
+    tilt = height * rng.uniform(-0.06, 0.06)
+    centre = (stem.min() + stem.max()) / 2 + height * rng.uniform(-0.05, 0.05)
+    grow = max(0, int(np.ceil(half + pen - centre))), max(0, int(np.ceil(centre + half + pen - mask.shape[1])))
+    crossed = np.pad(mask, ((0, 0), grow))
+    start = (round(centre + grow[0] - half), round(y - tilt / 2))
+    end = (round(centre + grow[0] + half), round(y + tilt / 2))
+    cv2.line(crossed, start, end, 1.0, pen, cv2.LINE_AA)
+    return crossed
 
 
 def letter_mask(letter: str, font: Path, height: int, rng: np.random.Generator) -> np.ndarray:
@@ -565,6 +600,8 @@ def number_row_mask(
                 mask = mnist_mask(pool[int(rng.integers(0, len(pool)))], size, rng)
                 if char == "1" and rng.random() < FLAGGED_ONES:
                     mask = with_flag(mask, rng)
+                elif char == "7" and rng.random() < CROSSED_SEVENS:
+                    mask = with_crossbar(mask, rng)
             top = int(rng.integers(0, max(1, height // 8)))
         else:
             mask, top = _separator_mask(char, height, stroke, rng)

@@ -47,7 +47,17 @@ from .lines import (
 )
 from .models import READER_SIZES, LineReader
 from .progress import Progress
-from .synth import FLAGGED_ONES, FONT_ROOT, number_line, reader_fonts, training_fonts
+from .synth import (
+    CROSSED_SEVENS,
+    FLAGGED_ONES,
+    FONT_ROOT,
+    READER_FONT_PACKAGES,
+    TRAINING_FONT_PACKAGES,
+    missing_reader_fonts,
+    number_line,
+    reader_fonts,
+    training_fonts,
+)
 from .train import git_commit, physical_cores, versions
 
 VALIDATION_DIGITS = 5000
@@ -158,9 +168,21 @@ def _recipe(args: argparse.Namespace) -> dict[str, Any]:
         "stretched_share": STRETCHED,
         "stretch_range": [round(math.exp(-STRETCH), 3), round(math.exp(STRETCH), 3)],
         "flagged_ones_share": FLAGGED_ONES,
+        "crossed_sevens_share": CROSSED_SEVENS,
         "digit_fonts": sorted(str(p.relative_to(FONT_ROOT)) for p in reader_fonts()),
         "validation_digits": VALIDATION_DIGITS,
     }
+
+
+def _warn_missing_fonts() -> None:
+    missing = missing_reader_fonts()
+    if missing:
+        print(
+            f"warning: {len(missing)} font files or families the rows are written in are not installed "
+            f"({', '.join(missing)}), so the rows, and the reader, differ from the bundled readers'; "
+            f"apt-get install {TRAINING_FONT_PACKAGES} {READER_FONT_PACKAGES}",
+            file=sys.stderr,
+        )
 
 
 def _step(
@@ -197,6 +219,7 @@ def train_reader(args: argparse.Namespace) -> int:
     words = args.words
     alphabet = CHARACTERS if words else ALPHABET
     model = initial_reader(args, len(alphabet) + 1)  # and CTC's blank; a bad --init fails before the rows
+    _warn_missing_fonts()
     train_rows = make_rows(
         data.train_images[:split], data.train_labels[:split], args.rows, args.seed, threads, "training rows", words
     )

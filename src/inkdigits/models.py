@@ -71,6 +71,9 @@ class Recipe:
     realistic: float = 0.0
     negatives: float = 0.0
     photo: bool = False
+    # Share of the training 1s given the flag and of the 7s given the bar across the stem
+    # that much of Europe writes (``synth.european_digits``); MNIST's writers hardly did.
+    european: float = 0.0
 
 
 @dataclass(frozen=True)

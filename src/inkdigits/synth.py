@@ -19,6 +19,7 @@ Everything derives from one seed.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 from collections.abc import Callable
@@ -32,7 +33,7 @@ from .data import cache_dir
 from .errors import NoDigitError
 from .fsutil import atomic_write
 from .images import array_to_float
-from .preprocess import to_mnist
+from .preprocess import center_by_mass, fit_box, to_mnist
 from .progress import Progress
 from .segment import find_rows
 
@@ -149,9 +150,15 @@ def mnist_mask(image: np.ndarray, height: int, rng: np.random.Generator) -> np.n
     return mask
 
 
-def with_flag(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def with_flag(
+    mask: np.ndarray,
+    rng: np.random.Generator,
+    lengths: tuple[float, float] = (0.25, 0.8),
+    angles: tuple[float, float] = (20, 60),
+) -> np.ndarray:
     """A 1's mask with the long upstroke many people start it with: from the stem's top down
-    to the left, in the stem's own pen, widened on the left to hold it."""
+    to the left, in the stem's own pen, widened on the left to hold it. ``lengths``: in the
+    digit's heights; ``angles``: in degrees below the level."""
     ink = mask > 0.5
     ys, xs = np.nonzero(ink)
     if len(ys) == 0:
@@ -162,7 +169,7 @@ def with_flag(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     widths = ink.sum(axis=1)
     pen = max(1, int(np.median(widths[widths > 0])))
     # from a short tick to an upstroke from two thirds of the way down
-    length, angle = height * rng.uniform(0.25, 0.8), np.radians(rng.uniform(20, 60))  # below the level
+    length, angle = height * rng.uniform(*lengths), np.radians(rng.uniform(*angles))
     reach = length * np.cos(angle)
     grow = max(0, int(np.ceil(reach + pen - x_top)))
     flagged = np.pad(mask, ((0, 0), (grow, 0)))
@@ -197,6 +204,33 @@ def with_crossbar(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     end = (round(centre + grow[0] + half), round(y + tilt / 2))
     cv2.line(crossed, start, end, 1.0, pen, cv2.LINE_AA)
     return crossed
+
+
+def european_digits(images: np.ndarray, labels: np.ndarray, share: float, seed: int = 0) -> np.ndarray:
+    """A copy of MNIST images (uint8, N x 28 x 28) in which ``share`` of the 1s carry a flag
+    (``with_flag``) and of the 7s a bar across the stem (``with_crossbar``), as much of Europe
+    writes them, framed again as MNIST frames a digit. The same seed marks the same images."""
+    rng = np.random.default_rng(seed)
+    marked = images.copy()
+    # Seen alone, a long flag at a shallow angle is a 7 (the line reader has the row's other
+    # digits to go by): the digit model's flags are shorter and steeper.
+    flag = functools.partial(with_flag, lengths=(0.2, 0.5), angles=(35, 65))
+    for digit, mark in ((1, flag), (7, with_crossbar)):
+        for index in np.nonzero(labels == digit)[0]:
+            if rng.random() < share:
+                marked[index] = _marked_mnist(images[index], mark, rng)
+    return marked
+
+
+def _marked_mnist(
+    image: np.ndarray, mark: Callable[[np.ndarray, np.random.Generator], np.ndarray], rng: np.random.Generator
+) -> np.ndarray:
+    # drawn at four times the size, where the new stroke can take the digit's own pen
+    big = np.clip(cv2.resize(image.astype(np.float32) / 255, (112, 112), interpolation=cv2.INTER_CUBIC), 0, 1)
+    drawn = mark(big, rng)
+    ys, xs = np.nonzero(drawn > 0.1)
+    framed = center_by_mass(fit_box(drawn[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]))
+    return np.round(framed * 255).astype(np.uint8)
 
 
 def letter_mask(letter: str, font: Path, height: int, rng: np.random.Generator) -> np.ndarray:

@@ -333,6 +333,27 @@ def test_a_crossed_seven_keeps_its_strokes_and_gains_a_bar_across_its_stem_halfw
         assert xs.min() < stem.min() and xs.max() > stem.max()  # across the stem, both sides
 
 
+def test_european_digits_mark_only_a_share_of_the_ones_and_sevens_and_stay_framed_as_mnist(mnist):
+    """The digit model's training set gets flagged 1s and crossed 7s: only those two digits
+    change, about the share asked, each still a 28x28 digit in MNIST's 20-pixel box with its
+    centre of mass in the middle; the same seed marks the same images."""
+    from inkdigits.synth import european_digits
+
+    images, labels = mnist.train_images[:3000], mnist.train_labels[:3000]
+    marked = european_digits(images, labels, 0.3)
+    changed = (marked != images).any(axis=(1, 2))
+    assert set(labels[changed]) == {1, 7}
+    for digit in (1, 7):
+        assert 0.2 < changed[labels == digit].mean() < 0.4
+    for image in marked[changed]:
+        ys, xs = np.nonzero(image > 25)
+        assert max(ys.max() - ys.min(), xs.max() - xs.min()) + 1 <= 21
+        mass = image.astype(np.float64) / image.sum()
+        assert abs((mass.sum(axis=1) * np.arange(28)).sum() - 14) <= 1.5
+        assert abs((mass.sum(axis=0) * np.arange(28)).sum() - 14) <= 1.5
+    assert (european_digits(images, labels, 0.3) == marked).all()
+
+
 def test_the_readers_rows_are_written_in_more_hands_than_the_digit_models_letters():
     """The reader's fonts add hands with flagged 1s to the digit model's handwriting fonts; no
     benchmark font is among them."""

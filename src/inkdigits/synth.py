@@ -42,7 +42,8 @@ BANK_VERSION = 5
 # hardly ever drew one; much of Europe does.
 FLAGGED_ONES = 0.3
 # Share of its MNIST 7s given a bar across the stem (``with_crossbar``), as much of Europe
-# writes them; MNIST has few, and the digit model read 5% of crossed MNIST 7s otherwise.
+# writes them; MNIST has few (the digit model bundled until 2026-12-02 read 3% of crossed MNIST
+# test 7s otherwise, and the readers 5% of rows with one, ``benchmarks/european_digits.py``).
 CROSSED_SEVENS = 0.3
 MOST_HIDDEN = 0.5  # the largest share of a row's glyph that other glyphs' ink may cover
 FONT_ROOT = Path("/usr/share/fonts")

@@ -164,6 +164,27 @@ def test_a_row_run_together_into_one_long_blob_is_still_a_row(mnist):
     assert sum(a == b for a, b in zip(reading.text, expected, strict=True)) >= len(expected) - 1
 
 
+def test_pencil_specks_around_a_row_stay_out_of_its_crop_and_a_decimal_point_stays_in(mnist):
+    """Specks in a finer pen than the writing, above and below a row's gaps, are no part of it:
+    taken in, they stretched the crop the readers see. A decimal point in the writing's pen is.
+    (A speck right over a digit still joins that digit, as a detached stroke of it would.)"""
+    from inkdigits.images import array_to_float
+    from inkdigits.segment import find_rows
+
+    image = written_number(mnist, [0, 1, 2, 3, 4], gap=40, separator_after=2)
+    digits_top, digits_bottom = np.nonzero((image < 128).any(axis=1))[0][[0, -1]]
+    for x in range(136, image.shape[1] - 120, 120):  # above and below each gap between digits
+        for y in (digits_top - 14, digits_bottom + 5):
+            cv2.line(image, (x, y), (x + 2, y + 9), 0, 1)
+    page = find_rows(array_to_float(image))
+    (row,) = page.rows
+    crop, (_, top) = page.row_ink(row)
+    assert top >= digits_top - 2 and top + crop.shape[0] <= digits_bottom + 3
+    reading = Recognizer.load().read(image)
+    expected = "".join(str(mnist.test_labels[i]) for i in range(5))
+    assert reading.lines[0].text_full == expected[:3] + "." + expected[3:]
+
+
 def test_a_row_run_together_among_specks_still_sets_the_text_height(mnist):
     """The one long blob, not the pencil specks around it, is the writing's height: else the
     specks are read as rows of ones."""

@@ -90,6 +90,12 @@ STRAGGLER_SHARE = 0.25
 # A row's reading takes in loose ink (a faded stroke's pieces, a separator) up to this many
 # text heights beyond its ends.
 ROW_REACH = 1.5
+# A loose mark above or below a row's digits, smaller than SPECK_AREA text heights squared and
+# drawn in a pen under SPECK_PEN of the row's, is no part of the writing (a pencil speck, dust,
+# a printed line's crumb): taken in, it stretched the row's crop and the readers lost digits of
+# a heavy row among specks. Among the digits such a mark may be a thin piece of a broken stroke.
+SPECK_AREA = 0.03
+SPECK_PEN = 0.4
 # Most atoms one digit may be made of, and the widest a digit may be (times text height).
 MAX_ATOMS = 4
 MAX_DIGIT_WIDTH = 1.5
@@ -178,13 +184,14 @@ class Page:
         keep = {label for a in row.atoms for label in a.labels}
         x0 = min(int(stats[i, 0]) for i in keep)
         x1 = max(int(stats[i, 0] + stats[i, 2]) for i in keep)
+        pen = self._pen(keep)
         centre_x = stats[:, 0] + stats[:, 2] / 2
         centre_y = stats[:, 1] + stats[:, 3] / 2
         in_band = (centre_y >= top - 0.3 * height) & (centre_y <= bottom + 0.45 * height)
         in_band &= (stats[:, 4] >= 2) & (stats[:, 3] <= 1.2 * height)
         for label in sorted(np.nonzero(in_band)[0], key=lambda i: abs(centre_x[i] - (x0 + x1) / 2)):
             label = int(label)
-            if label == 0 or label in keep or label in others:
+            if label == 0 or label in keep or label in others or self._speck(label, row, pen):
                 continue
             lx0, lx1 = int(stats[label, 0]), int(stats[label, 0] + stats[label, 2])
             if lx1 >= x0 - ROW_REACH * height and lx0 <= x1 + ROW_REACH * height:
@@ -195,6 +202,26 @@ class Page:
         window = self.labels[y0:y1, x0:x1]
         crop = np.where(np.isin(window, list(keep)), self.ink[y0:y1, x0:x1], 0.0).astype(np.float32)
         return crop, (x0, y0)
+
+    def _pen(self, labels: set[int]) -> float:
+        """The stroke width of these blobs' ink, in pixels."""
+        assert self.stats is not None
+        x0 = min(int(self.stats[i, 0]) for i in labels)
+        y0 = min(int(self.stats[i, 1]) for i in labels)
+        x1 = max(int(self.stats[i, 0] + self.stats[i, 2]) for i in labels)
+        y1 = max(int(self.stats[i, 1] + self.stats[i, 3]) for i in labels)
+        window = self.labels[y0:y1, x0:x1]
+        return stroke_width(np.where(np.isin(window, list(labels)), self.ink[y0:y1, x0:x1], 0.0))
+
+    def _speck(self, label: int, row: Row, pen: float) -> bool:
+        """A small mark in a far finer pen than the row's, wholly above or below its digits
+        (one among them may be a thin piece of a broken stroke)."""
+        assert self.stats is not None
+        top, bottom = row.band
+        y0, y1 = self.stats[label, 1], self.stats[label, 1] + self.stats[label, 3]
+        outside = y1 <= top or y0 >= bottom
+        small = self.stats[label, 4] < SPECK_AREA * row.height**2
+        return bool(outside and small and self._pen({label}) < SPECK_PEN * pen)
 
     def digit_image(self, atoms: list[Atom]) -> np.ndarray:
         crop = self.crop(atoms)

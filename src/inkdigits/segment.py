@@ -184,15 +184,19 @@ class Page:
         keep = {label for a in row.atoms for label in a.labels}
         x0 = min(int(stats[i, 0]) for i in keep)
         x1 = max(int(stats[i, 0] + stats[i, 2]) for i in keep)
-        pen = self._pen(keep)
+        atoms, pen = frozenset(keep), 0.0  # the atoms' pen, measured only if a speck needs it
         centre_x = stats[:, 0] + stats[:, 2] / 2
         centre_y = stats[:, 1] + stats[:, 3] / 2
         in_band = (centre_y >= top - 0.3 * height) & (centre_y <= bottom + 0.45 * height)
         in_band &= (stats[:, 4] >= 2) & (stats[:, 3] <= 1.2 * height)
         for label in sorted(np.nonzero(in_band)[0], key=lambda i: abs(centre_x[i] - (x0 + x1) / 2)):
             label = int(label)
-            if label == 0 or label in keep or label in others or self._speck(label, row, pen):
+            if label == 0 or label in keep or label in others:
                 continue
+            if self._small_and_outside(label, row):
+                pen = pen or self._pen(atoms)
+                if self._pen({label}) < SPECK_PEN * pen:
+                    continue
             lx0, lx1 = int(stats[label, 0]), int(stats[label, 0] + stats[label, 2])
             if lx1 >= x0 - ROW_REACH * height and lx0 <= x1 + ROW_REACH * height:
                 keep.add(label)
@@ -203,7 +207,7 @@ class Page:
         crop = np.where(np.isin(window, list(keep)), self.ink[y0:y1, x0:x1], 0.0).astype(np.float32)
         return crop, (x0, y0)
 
-    def _pen(self, labels: set[int]) -> float:
+    def _pen(self, labels: set[int] | frozenset[int]) -> float:
         """The stroke width of these blobs' ink, in pixels."""
         assert self.stats is not None
         x0 = min(int(self.stats[i, 0]) for i in labels)
@@ -213,15 +217,13 @@ class Page:
         window = self.labels[y0:y1, x0:x1]
         return stroke_width(np.where(np.isin(window, list(labels)), self.ink[y0:y1, x0:x1], 0.0))
 
-    def _speck(self, label: int, row: Row, pen: float) -> bool:
-        """A small mark in a far finer pen than the row's, wholly above or below its digits
-        (one among them may be a thin piece of a broken stroke)."""
+    def _small_and_outside(self, label: int, row: Row) -> bool:
+        """A mark small enough to be a speck, wholly above or below the row's digits (among
+        them a thin mark may be a piece of a broken stroke)."""
         assert self.stats is not None
         top, bottom = row.band
         y0, y1 = self.stats[label, 1], self.stats[label, 1] + self.stats[label, 3]
-        outside = y1 <= top or y0 >= bottom
-        small = self.stats[label, 4] < SPECK_AREA * row.height**2
-        return bool(outside and small and self._pen({label}) < SPECK_PEN * pen)
+        return bool((y1 <= top or y0 >= bottom) and self.stats[label, 4] < SPECK_AREA * row.height**2)
 
     def digit_image(self, atoms: list[Atom]) -> np.ndarray:
         crop = self.crop(atoms)

@@ -151,6 +151,12 @@ def mnist_mask(image: np.ndarray, height: int, rng: np.random.Generator) -> np.n
     return mask
 
 
+def _pen_width(ink: np.ndarray) -> int:
+    """A digit's pen in pixels: the median width of its ink across a row (a stem's width)."""
+    widths = ink.sum(axis=1)
+    return max(1, int(np.median(widths[widths > 0])))
+
+
 def with_flag(
     mask: np.ndarray,
     rng: np.random.Generator,
@@ -167,8 +173,7 @@ def with_flag(
     height = mask.shape[0]
     top = int(ys.min())
     x_top = float(xs[ys <= top + max(1, height // 20)].mean())
-    widths = ink.sum(axis=1)
-    pen = max(1, int(np.median(widths[widths > 0])))
+    pen = _pen_width(ink)
     # from a short tick to an upstroke from two thirds of the way down
     length, angle = height * rng.uniform(*lengths), np.radians(rng.uniform(*angles))
     reach = length * np.cos(angle)
@@ -192,8 +197,7 @@ def with_crossbar(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     stem = np.nonzero(ink[y])[0]
     if len(stem) == 0:
         return mask
-    widths = ink.sum(axis=1)
-    pen = max(1, int(np.median(widths[widths > 0])))
+    pen = _pen_width(ink)
     height = bottom - top
     # past the stem on both sides, a little further on one
     half = (stem.max() - stem.min()) / 2 + height * rng.uniform(0.1, 0.25)

@@ -318,6 +318,29 @@ def test_a_1_written_into_its_neighbour_in_a_date_is_put_back():
     assert "".join(e.char for e in settled("16-1-1990", {})) == "16-1-1990"
 
 
+def test_a_date_misread_by_a_digit_or_a_stroke_read_twice_is_mended_where_the_readers_doubt():
+    from inkdigits.lines import as_written, greedy_decode
+
+    def settled(text: str, doubt: dict[int, tuple[str, float]]) -> list:
+        members = [_written(text, doubt)] * 3
+        return as_written(members, greedy_decode(members[0]))
+
+    def text(emitted: list) -> str:
+        return "".join(e.char for e in emitted)
+
+    # no 72nd month: the 7 the readers half took for a 1 was one
+    assert text(settled("03/72/2021", {3: ("1", 0.3)})) == "03/12/2021"
+    # each 1 of "112" and "11992" read twice, the second time with doubt
+    emitted = settled("25-112-11992", {4: ("", 0.45), 7: ("", 0.45)})
+    assert text(emitted) == "25-12-1992"
+    assert all(a.last < b.first for a, b in itertools.pairwise(emitted))  # still in order
+    # where the readers are sure of what they read, it stays, date or not
+    assert text(settled("03/72/2021", {})) == "03/72/2021"
+    assert text(settled("25-112-11992", {4: ("", 0.45)})) == "25-112-11992"
+    # a phone number is no date to mend
+    assert text(settled("123-456-7890", {1: ("1", 0.4)})) == "123-456-7890"
+
+
 def test_photographed_training_rows_are_found_and_cropped_by_the_page_reader(mnist):
     """The reader's photographed rows go through ``find_rows`` as ``Recognizer.read`` does; if
     the page came in the wrong form (uint8) every one of them would be blank and dropped, and

@@ -148,6 +148,9 @@ def test_the_digit_model_overrules_the_reader_only_on_a_digit_both_see_in_the_sa
     assert _second_opinion(three, sure_one).text == "114"
     wide = LineReading("1", "1", (0, 0, 100, 30), 0.99, [DigitReading(1, 0.99, (30, 0, 60, 30))])
     assert _second_opinion(three, wide) is three
+    # The same count but not all in the same places: still digit by digit.
+    shifted = line([(9, 0.98, 2), (1, 0.99, 70)], "9.1")
+    assert _second_opinion(line([(4, 0.60, 0), (7, 0.90, 40)], "4.7"), shifted).text == "97"
 
 
 def test_a_row_run_together_into_one_long_blob_is_still_a_row(mnist):

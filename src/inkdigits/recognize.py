@@ -682,18 +682,19 @@ def _plausible(line: LineReading) -> bool:
 def _second_opinion(read: LineReading | None, segmented: LineReading | None) -> LineReading | None:
     """The line reader's line, each digit replaced where the digit model reads it otherwise
     and more surely: all of them when both found the same number of digits in the same
-    places, else those both found over nearly the same span.
+    places, else those both found over nearly the same span (also where the counts agree
+    but a place does not: 1 more of 1,000 development pages read right, none lost; the
+    benchmark's 1,000 pages read the same).
 
     The reader sees a whole row 26 pixels tall; the digit model sees one digit framed as in
     MNIST and is the better judge of a digit that stands alone. Where the two disagree on the
-    digits' count, some digits touch, and there the reader is trusted alone.
+    digits' count, some digits touch, and there the reader is trusted with every digit the
+    segmentation did not find over nearly the same span.
     """
     if read is None or segmented is None:
         return read
-    if len(read.digits) == len(segmented.digits):
-        pairs = list(zip(read.digits, segmented.digits, strict=True))
-        if not all(_overlap_centres(a.box, b.box) for a, b in pairs):
-            return read
+    pairs = list(zip(read.digits, segmented.digits, strict=True)) if len(read.digits) == len(segmented.digits) else []
+    if pairs and all(_overlap_centres(a.box, b.box) for a, b in pairs):
         digits = [b if b.digit != a.digit and b.confidence > a.confidence else a for a, b in pairs]
     else:
         digits = [_same_digit(a, segmented.digits) for a in read.digits]

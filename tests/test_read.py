@@ -333,7 +333,7 @@ def test_a_date_misread_by_a_digit_or_a_stroke_read_twice_is_mended_where_the_re
 
     # no 72nd month: the 7 the readers half took for a 1 was one
     assert text(settled("03/72/2021", {3: ("1", 0.3)})) == "03/12/2021"
-    # each 1 of "112" and "11992" read twice, the second time with doubt
+    # the 1 of "12" and of "1992" each read twice, one of the two readings with doubt
     emitted = settled("25-112-11992", {4: ("", 0.45), 7: ("", 0.45)})
     assert text(emitted) == "25-12-1992"
     assert all(a.last < b.first for a, b in itertools.pairwise(emitted))  # still in order

@@ -184,7 +184,7 @@ class Page:
         keep = {label for a in row.atoms for label in a.labels}
         x0 = min(int(stats[i, 0]) for i in keep)
         x1 = max(int(stats[i, 0] + stats[i, 2]) for i in keep)
-        atoms, pen = frozenset(keep), 0.0  # the atoms' pen, measured only if a speck needs it
+        own, pen = frozenset(keep), 0.0  # the row's own blobs and their pen, measured only if a speck needs it
         centre_x = stats[:, 0] + stats[:, 2] / 2
         centre_y = stats[:, 1] + stats[:, 3] / 2
         in_band = (centre_y >= top - 0.3 * height) & (centre_y <= bottom + 0.45 * height)
@@ -194,7 +194,7 @@ class Page:
             if label == 0 or label in keep or label in others:
                 continue
             if self._small_and_outside(label, row):
-                pen = pen or self._pen(atoms)
+                pen = pen or self._pen(own)
                 if self._pen({label}) < SPECK_PEN * pen:
                     continue
             lx0, lx1 = int(stats[label, 0]), int(stats[label, 0] + stats[label, 2])
